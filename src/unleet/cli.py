@@ -1,0 +1,44 @@
+"""`unleet <stage>` runs one pipeline stage on the composed `params.yaml`; `unleet params` composes it."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from unleet import params as params_module
+from unleet.errors import UnleetError
+
+STAGES = ("scrape", "translate", "corrupt", "tokenize", "train", "evaluate")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="unleet", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for stage in STAGES:
+        command = commands.add_parser(stage, help=f"run the {stage} stage (as `dvc repro` does)")
+        command.add_argument("--params", default=str(params_module.PARAMS_FILE), help="params file to read")
+    compose = commands.add_parser("params", help="recompose params.yaml from conf/ (Hydra overrides allowed)")
+    compose.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=small train.lr=1e-4")
+    compose.add_argument("--output", default=str(params_module.PARAMS_FILE))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "params":
+            print(f"wrote {params_module.compose(args.overrides, args.output)}")
+        else:
+            stage = importlib.import_module(f"unleet.stages.{args.command}")
+            stage.main(params_module.load(args.params))
+    except UnleetError as error:
+        print(f"unleet {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""evaluate: score the trained model and the lexicon baseline on the test split.
+
+Writes `metrics/eval.json` (accuracy ignoring case, punctuation and whitespace; exact match;
+CER; chrF; the baseline's accuracy; accuracy per corruption intensity), a per-intensity table for
+`dvc plots`, and sample predictions with their inputs and targets for reading errors.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from unleet import io, textmetrics
+from unleet.errors import UnleetError
+from unleet.lexicon import Normaliser
+from unleet.params import EvaluateParams, Params
+
+log = logging.getLogger(__name__)
+
+TEST_SPLIT = Path("data/corrupted/test.jsonl")
+MODEL_DIR = Path("models/unleet")
+METRICS = Path("metrics/eval.json")
+INTENSITY_TABLE = Path("metrics/eval_intensity.csv")
+SAMPLES = Path("metrics/predictions.jsonl")
+
+
+@torch.no_grad()
+def decode(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: list[str],
+           params: EvaluateParams, max_source_length: int) -> list[str]:
+    """Greedy or beam decoding in batches sorted by length, returned in input order."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    outputs: list[str] = [""] * len(texts)
+    device = model.device
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    for start in tqdm(range(0, len(order), params.batch_size), desc="decode", unit="batch"):
+        indices = order[start : start + params.batch_size]
+        batch = tokenizer([texts[i] for i in indices], return_tensors="pt", padding=True,
+                          truncation=True, max_length=max_source_length).to(device)
+        with autocast:
+            generated = model.generate(**batch, max_new_tokens=params.max_new_tokens,
+                                       num_beams=params.num_beams, do_sample=False)
+        for index, text in zip(indices, tokenizer.batch_decode(generated, skip_special_tokens=True),
+                               strict=True):
+            outputs[index] = text.strip()
+    return outputs
+
+
+def scores(predictions: list[str], targets: list[str]) -> dict[str, float]:
+    return {
+        "accuracy": round(textmetrics.accuracy(predictions, targets), 4),
+        "exact_match": round(textmetrics.exact_match(predictions, targets), 4),
+        "cer": round(textmetrics.cer(predictions, targets), 4),
+        "chrf": round(textmetrics.chrf(predictions, targets), 2),
+    }
+
+
+def main(params: Params) -> None:
+    rows = list(io.read_jsonl(TEST_SPLIT, required=["input", "target", "intensity"]))
+    if not (MODEL_DIR / "config.json").is_file():
+        raise UnleetError(f"{MODEL_DIR}: no trained model; run `dvc repro train` first")
+    tokenizer = AutoTokenizer.from_pretrained(MODEL_DIR)
+    model = AutoModelForSeq2SeqLM.from_pretrained(MODEL_DIR)
+    model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+
+    inputs = [row["input"] for row in rows]
+    targets = [row["target"] for row in rows]
+    started = time.perf_counter()
+    predictions = decode(model, tokenizer, inputs, params.evaluate, params.tokenizer.max_source_length)
+    seconds = time.perf_counter() - started
+    baseline = [Normaliser()(text) for text in inputs]
+
+    by_intensity: dict[str, list[int]] = defaultdict(list)
+    for index, row in enumerate(rows):
+        by_intensity[row["intensity"]].append(index)
+    table = []
+    for name, indices in sorted(by_intensity.items()):
+        subset = [targets[i] for i in indices]
+        table.append({
+            "intensity": name,
+            "examples": len(indices),
+            "accuracy": round(textmetrics.accuracy([predictions[i] for i in indices], subset), 4),
+            "baseline_accuracy": round(textmetrics.accuracy([baseline[i] for i in indices], subset), 4),
+        })
+
+    metrics = {
+        **scores(predictions, targets),
+        "baseline_accuracy": round(textmetrics.accuracy(baseline, targets), 4),
+        "baseline_chrf": round(textmetrics.chrf(baseline, targets), 2),
+        "examples": len(rows),
+        "sentences_per_second": round(len(rows) / seconds, 2),
+        "intensity": {row["intensity"]: row["accuracy"] for row in table},
+        "baseline_intensity": {row["intensity"]: row["baseline_accuracy"] for row in table},
+    }
+    io.write_json(METRICS, metrics)
+    io.write_csv(INTENSITY_TABLE, table)
+    io.write_jsonl(SAMPLES, (
+        {"input": row["input"], "target": row["target"], "prediction": predictions[i],
+         "baseline": baseline[i], "intensity": row["intensity"],
+         "correct": textmetrics.normalise(predictions[i]) == textmetrics.normalise(row["target"])}
+        for i, row in enumerate(rows[: params.evaluate.samples])
+    ))
+    log.info("evaluate: accuracy %.3f (baseline %.3f) on %d examples", metrics["accuracy"],
+             metrics["baseline_accuracy"], len(rows))

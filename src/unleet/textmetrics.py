@@ -1,0 +1,64 @@
+"""Text similarity metrics for evaluation: normalised accuracy, exact match, CER and chrF.
+
+Accuracy ignores case, punctuation and whitespace, as the seed projects' suites did: the decoder
+is judged on words, not on a full stop it could not have known about.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable
+
+PUNCTUATION = re.compile(r"[^\w\s]", re.UNICODE)
+
+
+def normalise(text: str) -> str:
+    return " ".join(PUNCTUATION.sub("", text.casefold()).split())
+
+
+def accuracy(predictions: list[str], targets: list[str]) -> float:
+    return _mean(normalise(p) == normalise(t) for p, t in zip(predictions, targets, strict=True))
+
+
+def exact_match(predictions: list[str], targets: list[str]) -> float:
+    return _mean(p.strip() == t.strip() for p, t in zip(predictions, targets, strict=True))
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance in O(len(a) * len(b)) time and O(len(b)) memory."""
+    previous = list(range(len(b) + 1))
+    for i, char_a in enumerate(a, start=1):
+        current = [i]
+        for j, char_b in enumerate(b, start=1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (char_a != char_b)))
+        previous = current
+    return previous[-1]
+
+
+def cer(predictions: list[str], targets: list[str]) -> float:
+    """Character error rate over the corpus: total edits over total target characters."""
+    edits = sum(edit_distance(p, t) for p, t in zip(predictions, targets, strict=True))
+    return edits / max(sum(len(t) for t in targets), 1)
+
+
+def chrf(predictions: list[str], targets: list[str], order: int = 6, beta: float = 2.0) -> float:
+    """Corpus chrF on 0–100 as sacrebleu computes it: n-gram precision and recall averaged over orders."""
+    matches, predicted, expected = [0] * order, [0] * order, [0] * order
+    for prediction, target in zip(predictions, targets, strict=True):
+        hyp, ref = prediction.replace(" ", ""), target.replace(" ", "")
+        for n in range(1, order + 1):
+            hyp_grams = Counter(hyp[i : i + n] for i in range(len(hyp) - n + 1))
+            ref_grams = Counter(ref[i : i + n] for i in range(len(ref) - n + 1))
+            matches[n - 1] += sum((hyp_grams & ref_grams).values())
+            predicted[n - 1] += sum(hyp_grams.values())
+            expected[n - 1] += sum(ref_grams.values())
+    precision = sum(m / p for m, p in zip(matches, predicted) if p) / order
+    recall = sum(m / e for m, e in zip(matches, expected) if e) / order
+    denominator = beta**2 * precision + recall
+    return 100 * (1 + beta**2) * precision * recall / denominator if denominator else 0.0
+
+
+def _mean(flags: Iterable[bool]) -> float:
+    values = list(flags)
+    return sum(values) / len(values) if values else 0.0

@@ -1,0 +1,49 @@
+"""Shared fixtures: the repository root, and working copies of it for stage and DVC tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BIN_DIR = Path(sys.executable).parent
+
+
+def project_files() -> list[str]:
+    """What a fresh clone would hold: tracked files plus untracked ones git does not ignore."""
+    listing = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO_ROOT, check=True, capture_output=True, text=True,
+    ).stdout
+    return [name for name in listing.split("\0") if name and (REPO_ROOT / name).is_file()]
+
+
+def copy_project(destination: Path) -> Path:
+    for name in project_files():
+        target = destination / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO_ROOT / name, target)
+    return destination
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the project as the current directory, for running stages in isolation."""
+    copy_project(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def tool_environment() -> dict[str, str]:
+    """Environment for subprocesses: this interpreter's scripts (dvc, unleet) first on PATH."""
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN_DIR}{os.pathsep}{env.get('PATH', '')}"
+    env.update(GIT_AUTHOR_NAME="unleet tests", GIT_AUTHOR_EMAIL="tests@unleet.invalid",
+               GIT_COMMITTER_NAME="unleet tests", GIT_COMMITTER_EMAIL="tests@unleet.invalid",
+               DVC_NO_ANALYTICS="1", TQDM_DISABLE="1")
+    return env

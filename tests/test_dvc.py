@@ -1,0 +1,100 @@
+"""The real `dvc` CLI on a temporary git copy of the repository, shrunk with `-S experiment=smoke`.
+
+These prove the pipeline's contract: what reruns when which params change, queued Hydra sweeps,
+and metrics that `dvc exp show` and `dvc metrics diff` can compare.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import copy_project, tool_environment
+
+pytestmark = pytest.mark.dvc
+STAGES = ["scrape", "translate", "corrupt", "tokenize", "train", "evaluate"]
+SMOKE = ["-S", "experiment=smoke"]
+
+
+class Repo:
+    def __init__(self, root: Path, env: dict[str, str]) -> None:
+        self.root, self.env = root, env
+
+    def run(self, *args: str, timeout: float = 600) -> str:
+        result = subprocess.run(args, cwd=self.root, env=self.env, capture_output=True, text=True,
+                                timeout=timeout)
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, f"{' '.join(args)} failed:\n{output}"
+        return output
+
+
+def stages_run(output: str) -> list[str]:
+    return re.findall(r"Running stage '(\w+)'", output)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Repo:
+    """A committed copy whose pipeline has been reproduced once with the smoke overlay."""
+    root = copy_project(tmp_path_factory.mktemp("repo"))
+    repo = Repo(root, tool_environment())
+    repo.run("git", "init", "-q", "-b", "main")
+    repo.run("git", "add", "-A")
+    repo.run("git", "commit", "-q", "-m", "copy")
+    output = repo.run("dvc", "exp", "run", *SMOKE)
+    assert stages_run(output) == STAGES
+    repo.run("git", "add", "-A")
+    repo.run("git", "commit", "-q", "-m", "smoke baseline")
+    return repo
+
+
+def test_repeat_repro_is_up_to_date(repo: Repo) -> None:
+    output = repo.run("dvc", "repro")
+    assert stages_run(output) == []
+    assert "up to date" in output
+    assert "Data and pipelines are up to date" in repo.run("dvc", "status")
+
+
+def test_lr_change_reruns_only_train_and_evaluate(repo: Repo) -> None:
+    output = repo.run("dvc", "exp", "run", *SMOKE, "-S", "train.lr=0.001")
+    assert stages_run(output) == ["train", "evaluate"]
+
+
+def test_corrupt_seed_reruns_corrupt_and_downstream(repo: Repo) -> None:
+    output = repo.run("dvc", "exp", "run", *SMOKE, "-S", "corrupt.seed=99")
+    assert stages_run(output) == ["corrupt", "tokenize", "train", "evaluate"]
+
+
+def test_queued_tokenizer_sweep_and_metrics_diff(repo: Repo) -> None:
+    repo.run("git", "checkout", "--", ".")
+    repo.run("dvc", "exp", "run", *SMOKE, "-S", "tokenizer=byte,sentencepiece", "--queue", "-n", "tok")
+    repo.run("dvc", "queue", "start", "--jobs", "1")
+    deadline = time.monotonic() + 900
+    try:
+        while time.monotonic() < deadline:
+            status = repo.run("dvc", "queue", "status")
+            if not re.search(r"\b(Queued|Running)\b", status):
+                break
+            time.sleep(5)
+        else:
+            pytest.fail(f"queue did not finish in time:\n{status}")
+    finally:
+        repo.run("dvc", "queue", "stop", "--kill")
+    assert len(re.findall(r"\bSuccess\b", status)) == 2, status
+
+    experiments = json.loads(repo.run("dvc", "exp", "show", "--json"))
+    swept = {
+        exp["name"]: exp["revs"][0]
+        for baseline in experiments for exp in baseline.get("experiments") or []
+        if exp.get("name") in {"tok-1", "tok-2"}
+    }
+    kinds = {name: rev["data"]["params"]["params.yaml"]["data"]["tokenizer"]["kind"] for name, rev in swept.items()}
+    assert sorted(kinds.values()) == ["byte", "sentencepiece"], experiments
+    assert all("accuracy" in rev["data"]["metrics"]["metrics/eval.json"]["data"] for rev in swept.values())
+
+    changed = json.loads(repo.run("dvc", "metrics", "diff", "tok-1", "tok-2", "--json"))
+    assert changed["metrics/tokenize.json"]["vocab_size"]["diff"] != 0

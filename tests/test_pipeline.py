@@ -1,0 +1,65 @@
+"""A tiny CPU smoke of all six stages through the CLI, and how the CLI reports bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+from unleet import cli, params
+
+STAGES = ["scrape", "translate", "corrupt", "tokenize", "train", "evaluate"]
+
+
+def test_all_stages_with_sentencepiece(workdir: Path) -> None:
+    params.compose(["experiment=smoke", "tokenizer=sentencepiece"])
+    for stage in STAGES:
+        assert cli.main([stage]) == 0, stage
+
+    assert (workdir / "data/tokenized/tokenizer/spiece.model").is_file()
+    model = AutoModelForSeq2SeqLM.from_pretrained(workdir / "models/unleet")
+    tokenizer = AutoTokenizer.from_pretrained(workdir / "models/unleet")
+    batch = tokenizer(["idk wh4t 2 d0 |\\|00b"], return_tensors="pt")
+    assert tokenizer.decode(batch["input_ids"][0], skip_special_tokens=True) == "idk wh4t 2 d0 |\\|00b"
+    assert model.generate(**batch, max_new_tokens=5).shape[0] == 1
+
+    metrics = json.loads((workdir / "metrics/eval.json").read_text())
+    assert {"accuracy", "exact_match", "cer", "chrf", "baseline_accuracy", "intensity"} <= set(metrics)
+    assert set(metrics["intensity"]) <= {"natural", "clean", "light", "medium", "heavy"}
+    curve = (workdir / "metrics/train_curve.csv").read_text().splitlines()
+    assert curve[0] == "step,train_loss,lr" and len(curve) == 1 + 12
+    predictions = (workdir / "metrics/predictions.jsonl").read_text().splitlines()
+    assert len(predictions) == 10 and {"input", "target", "prediction"} <= set(json.loads(predictions[0]))
+
+
+def test_unknown_params_key_exits_nonzero_naming_it(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = yaml.safe_load(Path("params.yaml").read_text())
+    data["tokenizer"]["kind_of"] = "byte"
+    Path("params.yaml").write_text(yaml.safe_dump(data))
+    assert cli.main(["scrape"]) == 1
+    assert "tokenizer.kind_of" in capsys.readouterr().err
+
+
+def test_bad_split_line_leaves_no_partial_output(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    corrupted = workdir / "data/corrupted"
+    corrupted.mkdir(parents=True, exist_ok=True)
+    metrics_before = (workdir / "metrics/tokenize.json").read_bytes()
+    row = {"input": "u r gr8", "target": "You are great.", "intensity": "light", "source_id": "a"}
+    for name in ("train", "validation"):
+        (corrupted / f"{name}.jsonl").write_text(json.dumps(row) + "\n")
+    (corrupted / "test.jsonl").write_text(json.dumps(row) + "\n" + '{"input": "cut off\n')
+    assert cli.main(["tokenize"]) == 1
+    assert "data/corrupted/test.jsonl:2" in capsys.readouterr().err
+    assert not (workdir / "data/tokenized").exists()
+    assert not [p for p in (workdir / "data").iterdir() if ".tmp-" in p.name]
+    assert (workdir / "metrics/tokenize.json").read_bytes() == metrics_before
+
+
+def test_empty_scrape_names_the_filter(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    params.compose(["scrape.filters.min_chars=100000"])
+    assert cli.main(["scrape"]) == 1
+    assert "scrape.filters.min_chars=100000" in capsys.readouterr().err
+    assert not (workdir / "data/raw/comments.jsonl").exists()

@@ -1,0 +1,63 @@
+"""The lexicon normaliser (default backend and baseline) and the pairs backend."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from unleet import params as params_module
+from unleet.errors import UnleetError
+from unleet.lexicon import Normaliser, load_table
+from unleet.stages import translate
+
+
+@pytest.mark.parametrize(("informal", "formal"), [
+    ("idk wh4t 2 d0 tbh", "I don't know what to do to be honest."),
+    ("i have 2 cats", "I have 2 cats."),
+    ("version 2.0 broke my save", "Version 2.0 broke my save."),
+    ("this is 4 u", "This is for you."),
+    ("me 2", "Me too."),
+    ("i got 4 kills in 10 seconds", "I got 4 kills in 10 seconds."),
+    ("u r gr8 m8, thx!!!!", "You are great mate, thanks!"),
+    ("|-|3ll0 w0rld", "Hello world."),
+    ("sooooo goooood", "So good."),
+    ("The ending was great.", "The ending was great."),
+])
+def test_lexicon_normaliser(informal: str, formal: str) -> None:
+    assert Normaliser()(informal) == formal
+
+
+def test_lexicon_table_errors_name_the_line(tmp_path: Path) -> None:
+    table = tmp_path / "lexicon.tsv"
+    table.write_text("slang\tformal\nu\tyou\nbroken line without tab\n")
+    with pytest.raises(UnleetError, match=r"lexicon\.tsv:3"):
+        load_table(table)
+
+
+def run_stage(comments: list[dict], backend: params_module.TranslateParams) -> None:
+    raw = Path("data/raw/comments.jsonl")
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    raw.write_text("".join(json.dumps(c) + "\n" for c in comments))
+    params = params_module.load()
+    params.translate = backend
+    translate.main(params)
+
+
+def test_pairs_backend_drops_and_counts_untranslated(workdir: Path) -> None:
+    known = workdir / "known.jsonl"
+    known.write_text(json.dumps({"original": "idk tbh", "formal": "I don't know, to be honest."}) + "\n")
+    run_stage([{"id": "a", "text": "idk tbh"}, {"id": "b", "text": "no translation for me"}],
+              params_module.TranslateParams(backend="pairs", path=str(known)))
+    rows = [json.loads(line) for line in Path(translate.OUTPUT).read_text().splitlines()]
+    assert rows == [{"id": "a", "original": "idk tbh", "formal": "I don't know, to be honest."}]
+    assert json.loads(Path(translate.METRICS).read_text())["untranslated"] == 1
+
+
+def test_pairs_backend_with_no_match_fails_naming_the_file(workdir: Path) -> None:
+    known = workdir / "known.jsonl"
+    known.write_text(json.dumps({"original": "something else", "formal": "Something else."}) + "\n")
+    with pytest.raises(UnleetError, match="known.jsonl"):
+        run_stage([{"id": "a", "text": "idk tbh"}], params_module.TranslateParams(backend="pairs", path=str(known)))
+    assert not Path(translate.OUTPUT).exists()
