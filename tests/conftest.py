@@ -18,7 +18,10 @@ def project_files() -> list[str]:
     """What a fresh clone would hold: tracked files plus untracked ones git does not ignore."""
     listing = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=REPO_ROOT, check=True, capture_output=True, text=True,
+        cwd=REPO_ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     return [name for name in listing.split("\0") if name and (REPO_ROOT / name).is_file()]
 
@@ -43,7 +46,12 @@ def tool_environment() -> dict[str, str]:
     """Environment for subprocesses: this interpreter's scripts (dvc, unleet) first on PATH."""
     env = dict(os.environ)
     env["PATH"] = f"{BIN_DIR}{os.pathsep}{env.get('PATH', '')}"
-    env.update(GIT_AUTHOR_NAME="unleet tests", GIT_AUTHOR_EMAIL="tests@unleet.invalid",
-               GIT_COMMITTER_NAME="unleet tests", GIT_COMMITTER_EMAIL="tests@unleet.invalid",
-               DVC_NO_ANALYTICS="1", TQDM_DISABLE="1")
+    env.update(
+        GIT_AUTHOR_NAME="unleet tests",
+        GIT_AUTHOR_EMAIL="tests@unleet.invalid",
+        GIT_COMMITTER_NAME="unleet tests",
+        GIT_COMMITTER_EMAIL="tests@unleet.invalid",
+        DVC_NO_ANALYTICS="1",
+        TQDM_DISABLE="1",
+    )
     return env

@@ -25,9 +25,14 @@ def make_pairs(count: int) -> list[dict[str, str]]:
 
 
 def make_params(**changes: object) -> CorruptParams:
-    params = CorruptParams(seed=13, variants=3, intensity_mix=IntensityMix(0.5, 0.3, 0.2),
-                           preserve_share=0.1, include_original=True,
-                           splits=SplitShares(0.8, 0.1, 0.1))
+    params = CorruptParams(
+        seed=13,
+        variants=3,
+        intensity_mix=IntensityMix(0.5, 0.3, 0.2),
+        preserve_share=0.1,
+        include_original=True,
+        splits=SplitShares(0.8, 0.1, 0.1),
+    )
     for key, value in changes.items():
         setattr(params, key, value)
     return params

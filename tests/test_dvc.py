@@ -26,8 +26,7 @@ class Repo:
         self.root, self.env = root, env
 
     def run(self, *args: str, timeout: float = 600) -> str:
-        result = subprocess.run(args, cwd=self.root, env=self.env, capture_output=True, text=True,
-                                timeout=timeout)
+        result = subprocess.run(args, cwd=self.root, env=self.env, capture_output=True, text=True, timeout=timeout)
         output = result.stdout + result.stderr
         assert result.returncode == 0, f"{' '.join(args)} failed:\n{output}"
         return output
@@ -89,7 +88,8 @@ def test_queued_tokenizer_sweep_and_metrics_diff(repo: Repo) -> None:
     experiments = json.loads(repo.run("dvc", "exp", "show", "--json"))
     swept = {
         exp["name"]: exp["revs"][0]
-        for baseline in experiments for exp in baseline.get("experiments") or []
+        for baseline in experiments
+        for exp in baseline.get("experiments") or []
         if exp.get("name") in {"tok-1", "tok-2"}
     }
     kinds = {name: rev["data"]["params"]["params.yaml"]["data"]["tokenizer"]["kind"] for name, rev in swept.items()}

@@ -104,4 +104,3 @@ def read_jsonl(path: str | Path, required: Iterable[str] = ()) -> Iterator[dict[
             if missing:
                 raise UnleetError(f"{path}:{number}: missing key(s) {', '.join(missing)}")
             yield row
-

@@ -43,7 +43,7 @@ def cer(predictions: list[str], targets: list[str]) -> float:
 
 
 def chrf(predictions: list[str], targets: list[str], order: int = 6, beta: float = 2.0) -> float:
-    """Corpus chrF on 0–100 as sacrebleu computes it: n-gram precision and recall averaged over orders."""
+    """Corpus chrF on 0-100 as sacrebleu computes it: n-gram precision and recall averaged over orders."""
     matches, predicted, expected = [0] * order, [0] * order, [0] * order
     for prediction, target in zip(predictions, targets, strict=True):
         hyp, ref = prediction.replace(" ", ""), target.replace(" ", "")
@@ -53,8 +53,8 @@ def chrf(predictions: list[str], targets: list[str], order: int = 6, beta: float
             matches[n - 1] += sum((hyp_grams & ref_grams).values())
             predicted[n - 1] += sum(hyp_grams.values())
             expected[n - 1] += sum(ref_grams.values())
-    precision = sum(m / p for m, p in zip(matches, predicted) if p) / order
-    recall = sum(m / e for m, e in zip(matches, expected) if e) / order
+    precision = sum(m / p for m, p in zip(matches, predicted, strict=True) if p) / order
+    recall = sum(m / e for m, e in zip(matches, expected, strict=True) if e) / order
     denominator = beta**2 * precision + recall
     return 100 * (1 + beta**2) * precision * recall / denominator if denominator else 0.0
 

@@ -93,9 +93,7 @@ class Corrupter:
         if rng.random() < level.case_chaos:
             word = "".join(char.upper() if rng.random() < 0.5 else char.lower() for char in word)
         return "".join(
-            rng.choice(level.chars[char.lower()])
-            if char.lower() in level.chars and rng.random() < level.char
-            else char
+            rng.choice(level.chars[char.lower()]) if char.lower() in level.chars and rng.random() < level.char else char
             for char in word
         )
 
@@ -160,9 +158,15 @@ def main(params: Params) -> None:
     splits = build_splits(pairs, params.corrupt)
     for name, rows in splits.items():
         io.write_jsonl(OUTPUT_DIR / f"{name}.jsonl", rows)
-    io.write_json(METRICS, {
-        name: {"examples": len(rows), "comments": len({row["source_id"] for row in rows}),
-               "intensity": dict(sorted(Counter(row["intensity"] for row in rows).items()))}
-        for name, rows in splits.items()
-    })
+    io.write_json(
+        METRICS,
+        {
+            name: {
+                "examples": len(rows),
+                "comments": len({row["source_id"] for row in rows}),
+                "intensity": dict(sorted(Counter(row["intensity"] for row in rows).items())),
+            }
+            for name, rows in splits.items()
+        },
+    )
     log.info("corrupt: %s", {name: len(rows) for name, rows in splits.items()})

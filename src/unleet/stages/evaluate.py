@@ -31,8 +31,13 @@ SAMPLES = Path("metrics/predictions.jsonl")
 
 
 @torch.no_grad()
-def decode(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: list[str],
-           params: EvaluateParams, max_source_length: int) -> list[str]:
+def decode(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: list[str],
+    params: EvaluateParams,
+    max_source_length: int,
+) -> list[str]:
     """Greedy or beam decoding in batches sorted by length, returned in input order."""
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     outputs: list[str] = [""] * len(texts)
@@ -40,13 +45,18 @@ def decode(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: li
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     for start in tqdm(range(0, len(order), params.batch_size), desc="decode", unit="batch"):
         indices = order[start : start + params.batch_size]
-        batch = tokenizer([texts[i] for i in indices], return_tensors="pt", padding=True,
-                          truncation=True, max_length=max_source_length).to(device)
+        batch = tokenizer(
+            [texts[i] for i in indices],
+            return_tensors="pt",
+            padding=True,
+            truncation=True,
+            max_length=max_source_length,
+        ).to(device)
         with autocast:
-            generated = model.generate(**batch, max_new_tokens=params.max_new_tokens,
-                                       num_beams=params.num_beams, do_sample=False)
-        for index, text in zip(indices, tokenizer.batch_decode(generated, skip_special_tokens=True),
-                               strict=True):
+            generated = model.generate(
+                **batch, max_new_tokens=params.max_new_tokens, num_beams=params.num_beams, do_sample=False
+            )
+        for index, text in zip(indices, tokenizer.batch_decode(generated, skip_special_tokens=True), strict=True):
             outputs[index] = text.strip()
     return outputs
 
@@ -81,12 +91,14 @@ def main(params: Params) -> None:
     table = []
     for name, indices in sorted(by_intensity.items()):
         subset = [targets[i] for i in indices]
-        table.append({
-            "intensity": name,
-            "examples": len(indices),
-            "accuracy": round(textmetrics.accuracy([predictions[i] for i in indices], subset), 4),
-            "baseline_accuracy": round(textmetrics.accuracy([baseline[i] for i in indices], subset), 4),
-        })
+        table.append(
+            {
+                "intensity": name,
+                "examples": len(indices),
+                "accuracy": round(textmetrics.accuracy([predictions[i] for i in indices], subset), 4),
+                "baseline_accuracy": round(textmetrics.accuracy([baseline[i] for i in indices], subset), 4),
+            }
+        )
 
     metrics = {
         **scores(predictions, targets),
@@ -99,11 +111,23 @@ def main(params: Params) -> None:
     }
     io.write_json(METRICS, metrics)
     io.write_csv(INTENSITY_TABLE, table)
-    io.write_jsonl(SAMPLES, (
-        {"input": row["input"], "target": row["target"], "prediction": predictions[i],
-         "baseline": baseline[i], "intensity": row["intensity"],
-         "correct": textmetrics.normalise(predictions[i]) == textmetrics.normalise(row["target"])}
-        for i, row in enumerate(rows[: params.evaluate.samples])
-    ))
-    log.info("evaluate: accuracy %.3f (baseline %.3f) on %d examples", metrics["accuracy"],
-             metrics["baseline_accuracy"], len(rows))
+    io.write_jsonl(
+        SAMPLES,
+        (
+            {
+                "input": row["input"],
+                "target": row["target"],
+                "prediction": predictions[i],
+                "baseline": baseline[i],
+                "intensity": row["intensity"],
+                "correct": textmetrics.normalise(predictions[i]) == textmetrics.normalise(row["target"]),
+            }
+            for i, row in enumerate(rows[: params.evaluate.samples])
+        ),
+    )
+    log.info(
+        "evaluate: accuracy %.3f (baseline %.3f) on %d examples",
+        metrics["accuracy"],
+        metrics["baseline_accuracy"],
+        len(rows),
+    )

@@ -186,8 +186,11 @@ def collect(params: ScrapeParams) -> tuple[list[Comment], dict[str, object]]:
             break
     if not kept:
         raise UnleetError(_empty_message(params, dropped))
-    metrics = {**{name: counts[name] for name in sorted(counts)}, "dropped": dict(sorted(dropped.items())),
-               "kept": len(kept)}
+    metrics = {
+        **{name: counts[name] for name in sorted(counts)},
+        "dropped": dict(sorted(dropped.items())),
+        "kept": len(kept),
+    }
     return kept, metrics
 
 

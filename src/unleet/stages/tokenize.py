@@ -37,9 +37,19 @@ def train_sentencepiece(texts: list[str], params: TokenizerParams, directory: Pa
         raise UnleetError("tokenizer.vocab_size: required for tokenizer=sentencepiece")
     prefix = directory / SPM_FILE.removesuffix(".model")
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(texts), model_prefix=str(prefix), vocab_size=params.vocab_size,
-        model_type="unigram", byte_fallback=True, character_coverage=1.0, hard_vocab_limit=False,
-        pad_id=0, eos_id=1, unk_id=2, bos_id=-1, num_threads=1, minloglevel=2,
+        sentence_iterator=iter(texts),
+        model_prefix=str(prefix),
+        vocab_size=params.vocab_size,
+        model_type="unigram",
+        byte_fallback=True,
+        character_coverage=1.0,
+        hard_vocab_limit=False,
+        pad_id=0,
+        eos_id=1,
+        unk_id=2,
+        bos_id=-1,
+        num_threads=1,
+        minloglevel=2,
     )
     processor = spm.SentencePieceProcessor(model_file=str(directory / SPM_FILE))
     pieces = [(processor.id_to_piece(i), processor.get_score(i)) for i in range(processor.get_piece_size())]
@@ -70,11 +80,13 @@ def encode(rows: list[dict], tokenizer: PreTrainedTokenizerBase, params: Tokeniz
     source_lengths = np.array([len(ids) for ids in sources])
     target_lengths = np.array([len(ids) for ids in targets])
     truncated = (source_lengths > params.max_source_length) | (target_lengths > params.max_target_length)
-    dataset = Dataset.from_dict({
-        "input_ids": [_clip(ids, params.max_source_length) for ids in sources],
-        "labels": [_clip(ids, params.max_target_length) for ids in targets],
-        "intensity": [row["intensity"] for row in rows],
-    })
+    dataset = Dataset.from_dict(
+        {
+            "input_ids": [_clip(ids, params.max_source_length) for ids in sources],
+            "labels": [_clip(ids, params.max_target_length) for ids in targets],
+            "intensity": [row["intensity"] for row in rows],
+        }
+    )
     stats = {
         "examples": len(rows),
         "truncation_rate": round(float(truncated.mean()), 4),
@@ -94,8 +106,7 @@ def _percentiles(lengths: np.ndarray) -> dict[str, float]:
 
 
 def main(params: Params) -> None:
-    rows = {name: list(io.read_jsonl(INPUT_DIR / f"{name}.jsonl", ["input", "target", "intensity"]))
-            for name in SPLITS}
+    rows = {name: list(io.read_jsonl(INPUT_DIR / f"{name}.jsonl", ["input", "target", "intensity"])) for name in SPLITS}
     metrics: dict[str, object] = {"kind": params.tokenizer.kind}
     with io.atomic_path(OUTPUT_DIR, is_dir=True) as staging:
         tokenizer_dir = staging / "tokenizer"

@@ -62,11 +62,17 @@ def main(params: Params) -> None:
     collate = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100)
     train_set = load_from_disk(str(TOKENIZED / "train")).remove_columns("intensity")
     validation_set = load_from_disk(str(TOKENIZED / "validation")).remove_columns("intensity")
-    train_loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, collate_fn=collate,
-                              generator=torch.Generator().manual_seed(cfg.seed))
+    train_loader = DataLoader(
+        train_set,
+        batch_size=cfg.batch_size,
+        shuffle=True,
+        collate_fn=collate,
+        generator=torch.Generator().manual_seed(cfg.seed),
+    )
     validation_loader = DataLoader(validation_set, batch_size=cfg.batch_size, collate_fn=collate)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                  fused=accelerator.device.type == "cuda")
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=accelerator.device.type == "cuda"
+    )
     scheduler = get_linear_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.max_steps)
     model, optimizer, train_loader, validation_loader, scheduler = accelerator.prepare(
         model, optimizer, train_loader, validation_loader, scheduler
@@ -78,8 +84,7 @@ def main(params: Params) -> None:
     tokens = 0
     started = time.perf_counter()
     model.train()
-    progress = tqdm(range(1, cfg.max_steps + 1), desc="train", unit="step",
-                    disable=not accelerator.is_main_process)
+    progress = tqdm(range(1, cfg.max_steps + 1), desc="train", unit="step", disable=not accelerator.is_main_process)
     for step in progress:
         batch = next(batches)
         loss = model(**batch).loss
@@ -89,8 +94,7 @@ def main(params: Params) -> None:
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         tokens += int(batch["attention_mask"].sum()) + int((batch["labels"] != -100).sum())
-        train_curve.append({"step": step, "train_loss": round(loss.item(), 5),
-                            "lr": scheduler.get_last_lr()[0]})
+        train_curve.append({"step": step, "train_loss": round(loss.item(), 5), "lr": scheduler.get_last_lr()[0]})
         if step % cfg.eval_every == 0 or step == cfg.max_steps:
             loss_now = validation_loss(model, validation_loader)
             validation_curve.append({"step": step, "validation_loss": round(loss_now, 5)})
@@ -102,19 +106,23 @@ def main(params: Params) -> None:
     with io.atomic_path(MODEL_DIR, is_dir=True) as staging:
         accelerator.unwrap_model(model).save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-    window = [row["train_loss"] for row in train_curve[-cfg.eval_every:]]
+    window = [row["train_loss"] for row in train_curve[-cfg.eval_every :]]
     io.write_csv(TRAIN_CURVE, train_curve)
     io.write_csv(VALIDATION_CURVE, validation_curve)
-    io.write_json(METRICS, {
-        "steps": cfg.max_steps,
-        "train_loss": round(sum(window) / len(window), 5),
-        "validation_loss": validation_curve[-1]["validation_loss"],
-        "best_validation_loss": min(row["validation_loss"] for row in validation_curve),
-        "parameters": sum(p.numel() for p in accelerator.unwrap_model(model).parameters()),
-        "tokens_per_second": round(tokens * accelerator.num_processes / wall, 1),
-        "wall_time_s": round(wall, 2),
-        "device": accelerator.device.type,
-        "validation_perplexity": round(math.exp(min(validation_curve[-1]["validation_loss"], 50)), 3),
-    })
-    log.info("train: %d steps in %.1fs, validation loss %.4f", cfg.max_steps, wall,
-             validation_curve[-1]["validation_loss"])
+    io.write_json(
+        METRICS,
+        {
+            "steps": cfg.max_steps,
+            "train_loss": round(sum(window) / len(window), 5),
+            "validation_loss": validation_curve[-1]["validation_loss"],
+            "best_validation_loss": min(row["validation_loss"] for row in validation_curve),
+            "parameters": sum(p.numel() for p in accelerator.unwrap_model(model).parameters()),
+            "tokens_per_second": round(tokens * accelerator.num_processes / wall, 1),
+            "wall_time_s": round(wall, 2),
+            "device": accelerator.device.type,
+            "validation_perplexity": round(math.exp(min(validation_curve[-1]["validation_loss"], 50)), 3),
+        },
+    )
+    log.info(
+        "train: %d steps in %.1fs, validation loss %.4f", cfg.max_steps, wall, validation_curve[-1]["validation_loss"]
+    )

@@ -63,6 +63,7 @@ def main(params: Params) -> None:
             f"translated none of the {len(comments)} comments in {INPUT}"
         )
     io.write_jsonl(OUTPUT, pairs)
-    io.write_json(METRICS, {"comments": len(comments), "translated": len(pairs),
-                            "untranslated": len(comments) - len(pairs)})
+    io.write_json(
+        METRICS, {"comments": len(comments), "translated": len(pairs), "untranslated": len(comments) - len(pairs)}
+    )
     log.info("translate: %d of %d comments translated", len(pairs), len(comments))
