@@ -14,7 +14,7 @@ from .conftest import REPO_ROOT
 
 GROUPS = sorted(path.name for path in (REPO_ROOT / "conf").iterdir() if path.is_dir())
 OPTIONS = [(group, option.stem) for group in GROUPS for option in sorted((REPO_ROOT / "conf" / group).glob("*.yaml"))]
-EXTRA = {"model=pretrained": ["model.path=/tmp/checkpoint"]}
+EXTRA = {"model=pretrained": ["model.path=/tmp/checkpoint"], "translate=transformers": ["translate.model=/tmp/lm"]}
 
 
 @pytest.fixture(autouse=True)

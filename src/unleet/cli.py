@@ -19,6 +19,14 @@ def build_parser() -> argparse.ArgumentParser:
     for stage in STAGES:
         command = commands.add_parser(stage, help=f"run the {stage} stage (as `dvc repro` does)")
         command.add_argument("--params", default=str(params_module.PARAMS_FILE), help="params file to read")
+        if stage == "translate":
+            command.add_argument(
+                "--calibrate",
+                type=int,
+                metavar="N",
+                help="translate a stratified sample of N comments into reports/calibration.md "
+                "for review, leaving the stage output untouched",
+            )
     compose = commands.add_parser("params", help="recompose params.yaml from conf/ (Hydra overrides allowed)")
     compose.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=small train.lr=1e-4")
     compose.add_argument("--output", default=str(params_module.PARAMS_FILE))
@@ -31,6 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "params":
             print(f"wrote {params_module.compose(args.overrides, args.output)}")
+        elif getattr(args, "calibrate", None):
+            from unleet.stages import translate
+
+            print(f"wrote {translate.calibrate(params_module.load(args.params), args.calibrate)}")
         else:
             stage = importlib.import_module(f"unleet.stages.{args.command}")
             stage.main(params_module.load(args.params))

@@ -31,16 +31,48 @@ class ScrapeFilters:
 
 @dataclass
 class ScrapeParams:
+    """Where comments come from; the keys after `filters` configure the live `reddit` source only."""
+
     source: str = MISSING
     path: str = MISSING
     limit: int | None = None
     filters: ScrapeFilters = field(default_factory=ScrapeFilters)
+    base_url: str | None = None
+    subreddits: list[str] | None = None
+    sort: str | None = None
+    pages: int | None = None
+    user_agent: str | None = None
+    min_delay_s: float | None = None
+    jitter_s: float | None = None
+    timeout_s: float | None = None
+    max_retries: int | None = None
+    backoff_s: float | None = None
+    max_wait_s: float | None = None
+    max_requests: int | None = None
 
 
 @dataclass
 class TranslateParams:
+    """`path` is the lexicon, the pairs file, or, for LLM backends, the prompt template.
+
+    The keys after `path` configure the LLM backends only. No key holds a secret: API keys are
+    read from the environment variable named by `api_key_env`.
+    """
+
     backend: str = MISSING
     path: str = MISSING
+    base_url: str | None = None
+    model: str | None = None
+    api_key_env: str | None = None
+    workers: int | None = None
+    batch_size: int | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    timeout_s: float | None = None
+    max_retries: int | None = None
+    backoff_s: float | None = None
+    max_wait_s: float | None = None
+    requests_per_minute: float | None = None
 
 
 @dataclass
@@ -137,6 +169,20 @@ def load(path: str | Path = PARAMS_FILE) -> Params:
         raise UnleetError(f"{path}: {f'key {key!r}: ' if key else ''}{reason}") from None
     assert isinstance(params, Params)
     return params
+
+
+def require(section: object, name: str, keys: list[str]) -> None:
+    """Fail naming every key in `keys` that an option needs but `params.yaml` leaves null."""
+    missing = [f"{name}.{key}" for key in keys if getattr(section, key) is None]
+    if missing:
+        raise UnleetError(f"params.yaml: {', '.join(missing)} must be set for {name}.{_selector(section)}")
+
+
+def _selector(section: object) -> str:
+    for key in ("source", "backend"):
+        if hasattr(section, key):
+            return f"{key}={getattr(section, key)}"
+    return "this option"
 
 
 def compose(overrides: list[str] | None = None, output: str | Path = PARAMS_FILE) -> Path:

@@ -1,8 +1,8 @@
 """scrape: collect comments into `data/raw/comments.jsonl` (`id`, `subreddit`, `text`, `score`, `created`).
 
-Sources are plain functions yielding `Comment`s, registered in `SOURCES`: `html` parses saved
-old-Reddit comment pages, `jsonl` imports an existing dump. Every source shares the same filters,
-dedupe and counters, so a live fetcher only has to produce pages.
+Sources are plain functions yielding `Candidate`s, registered in `SOURCES`: `html` parses saved
+old-Reddit comment pages, `jsonl` imports an existing dump, `reddit` crawls the live site (see
+`unleet.reddit`). Every source shares the same parser, filters, dedupe and counters.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 from bs4 import BeautifulSoup, Tag
 from tqdm import tqdm
 
-from unleet import io
+from unleet import io, reddit
 from unleet.errors import UnleetError
 from unleet.params import Params, ScrapeFilters, ScrapeParams
 
@@ -142,7 +142,15 @@ def read_jsonl_dump(params: ScrapeParams, counts: Counts) -> Iterator[Candidate]
         yield Candidate(comment, markdown_share(text), has_link=False)
 
 
-SOURCES: dict[str, Source] = {"html": read_saved_pages, "jsonl": read_jsonl_dump}
+def read_live_reddit(params: ScrapeParams, counts: Counts) -> Iterator[Candidate]:
+    """`source: reddit`: crawl old Reddit politely, resuming from the page cache."""
+    for html in reddit.crawl(params, counts):
+        candidates = parse_page(html, counts)
+        counts["pages_read" if candidates else "pages_skipped"] += 1
+        yield from candidates
+
+
+SOURCES: dict[str, Source] = {"html": read_saved_pages, "jsonl": read_jsonl_dump, "reddit": read_live_reddit}
 
 
 def rejection(candidate: Candidate, filters: ScrapeFilters) -> str | None:
@@ -204,6 +212,7 @@ def _empty_message(params: ScrapeParams, dropped: Counts) -> str:
 
 
 def main(params: Params) -> None:
+    reddit.PAGE_CACHE.mkdir(parents=True, exist_ok=True)  # a persistent output, empty for offline sources
     comments, metrics = collect(params.scrape)
     io.write_jsonl(OUTPUT, (asdict(comment) for comment in comments))
     io.write_json(METRICS, metrics)

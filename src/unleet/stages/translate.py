@@ -2,18 +2,23 @@
 
 A backend turns a batch of texts into formal texts, or None where it has no acceptable answer;
 such comments are dropped and counted, never passed on. `lexicon` is the offline normaliser,
-`pairs` looks up existing translations by original text.
+`pairs` looks up existing translations by original text, and `openai`, `ollama` and
+`transformers` ask an LLM through `unleet.llm`, whose answers persist in
+`data/cache/translations.jsonl` so that no translation is paid for twice.
 """
 
 from __future__ import annotations
 
 import logging
+import random
+from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
-from unleet import io
+from unleet import io, llm
 from unleet.errors import UnleetError
 from unleet.lexicon import Normaliser, load_table
 from unleet.params import Params, TranslateParams
@@ -23,6 +28,8 @@ log = logging.getLogger(__name__)
 INPUT = Path("data/raw/comments.jsonl")
 OUTPUT = Path("data/translated/pairs.jsonl")
 METRICS = Path("metrics/translate.json")
+ANSWER_CACHE = Path("data/cache/translations.jsonl")
+CALIBRATION = Path("reports/calibration")
 
 Backend = Callable[[list[str]], list[str | None]]
 
@@ -37,9 +44,14 @@ def pairs_backend(params: TranslateParams) -> Backend:
     return lambda texts: [known.get(text) for text in texts]
 
 
+def llm_backend(params: TranslateParams) -> Backend:
+    return llm.make_translator(params, ANSWER_CACHE)
+
+
 BACKENDS: dict[str, Callable[[TranslateParams], Backend]] = {
     "lexicon": lexicon_backend,
     "pairs": pairs_backend,
+    **dict.fromkeys(llm.CLIENTS, llm_backend),
 }
 
 
@@ -50,8 +62,11 @@ def make_backend(params: TranslateParams) -> Backend:
 
 
 def main(params: Params) -> None:
+    ANSWER_CACHE.parent.mkdir(parents=True, exist_ok=True)
+    ANSWER_CACHE.touch()  # a persistent output, empty for offline backends
     comments = list(io.read_jsonl(INPUT, required=["id", "text"]))
-    formals = make_backend(params.translate)([comment["text"] for comment in comments])
+    backend = make_backend(params.translate)
+    formals = backend([comment["text"] for comment in comments])
     pairs = [
         {"id": comment["id"], "original": comment["text"], "formal": formal.strip()}
         for comment, formal in zip(comments, formals, strict=True)
@@ -63,7 +78,66 @@ def main(params: Params) -> None:
             f"translated none of the {len(comments)} comments in {INPUT}"
         )
     io.write_jsonl(OUTPUT, pairs)
-    io.write_json(
-        METRICS, {"comments": len(comments), "translated": len(pairs), "untranslated": len(comments) - len(pairs)}
-    )
+    metrics: dict[str, Any] = {
+        "comments": len(comments),
+        "translated": len(pairs),
+        "untranslated": len(comments) - len(pairs),
+    }
+    if isinstance(backend, llm.Translator):
+        metrics |= backend.metrics()
+    io.write_json(METRICS, metrics)
     log.info("translate: %d of %d comments translated", len(pairs), len(comments))
+
+
+def stratified_sample(comments: list[dict[str, Any]], size: int, seed: int = 0) -> list[dict[str, Any]]:
+    """`size` comments spread evenly over subreddits and, within each, over short and long texts."""
+    strata: dict[tuple[str, bool], list[dict[str, Any]]] = defaultdict(list)
+    for comment in comments:
+        strata[(str(comment.get("subreddit", "")), len(comment["text"]) > 80)].append(comment)
+    generator = random.Random(seed)
+    queues = [generator.sample(group, len(group)) for _, group in sorted(strata.items())]
+    sample: list[dict[str, Any]] = []
+    while len(sample) < min(size, len(comments)):
+        for queue in queues:
+            if queue and len(sample) < size:
+                sample.append(queue.pop())
+    return sample
+
+
+def calibrate(params: Params, size: int) -> Path:
+    """Translate a stratified sample and write a side-by-side report; the stage output is untouched."""
+    if params.translate.backend not in llm.CLIENTS:
+        backends = ", ".join(llm.CLIENTS)
+        raise UnleetError(f"--calibrate is for LLM backends ({backends}), not {params.translate.backend!r}")
+    comments = list(io.read_jsonl(INPUT, required=["id", "text"]))
+    sample = stratified_sample(comments, size)
+    translator = llm.make_translator(params.translate, ANSWER_CACHE)
+    outcomes = translator.translate([comment["text"] for comment in sample])
+    baseline = Normaliser()
+    rows = [
+        {
+            "id": c["id"],
+            "subreddit": c.get("subreddit", ""),
+            "original": c["text"],
+            "lexicon": baseline(c["text"]),
+            "llm": outcomes[c["text"]].formal,
+            "verdict": outcomes[c["text"]].reason,
+        }
+        for c in sample
+    ]
+    io.write_jsonl(CALIBRATION.with_suffix(".jsonl"), rows)
+    table = ["| original | lexicon baseline | LLM | verdict |", "|---|---|---|---|"]
+    table += [f"| {_cell(r['original'])} | {_cell(r['lexicon'])} | {_cell(r['llm'])} | {r['verdict']} |" for r in rows]
+    summary = translator.metrics()
+    header = (
+        f"# Translation calibration: {summary['backend']} {summary['model']}, prompt {summary['prompt_version']}\n\n"
+        f"{len(rows)} comments; {summary['requests']} requests, {summary['cache_hits']} cache hits, "
+        f"{summary['rejected']} rejected, {summary['repaired']} repaired.\n\n"
+    )
+    io.write_text(CALIBRATION.with_suffix(".md"), header + "\n".join(table) + "\n")
+    return CALIBRATION.with_suffix(".md")
+
+
+def _cell(text: str | None) -> str:
+    """Text as one Markdown table cell."""
+    return (text or "-").replace("|", "\\|").replace("\n", " ")
