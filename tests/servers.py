@@ -54,6 +54,7 @@ class LoopbackServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # as real servers do; else 40 ms delayed-ACK stalls
             timeout = 30
 
             def _handle(self) -> None:

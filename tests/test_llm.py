@@ -20,7 +20,7 @@ from unleet.lexicon import Normaliser
 from unleet.llm import make_translator
 from unleet.stages import translate
 
-from .conftest import tool_environment
+from .conftest import copy_project, tool_environment
 from .servers import ChatServerApp, LoopbackServer, Reply, Request
 
 PROMPT = "Rewrite the comment in clean English. Reply with the text only."
@@ -313,3 +313,36 @@ def test_transformers_backend_without_checkpoint_is_named(tmp_path: Path) -> Non
     )
     with pytest.raises(UnleetError, match=r"translate\.model=.*nowhere: no checkpoint"):
         make_translator(params, tmp_path / "cache.jsonl")
+
+
+@pytest.mark.dvc
+def test_fresh_clone_after_dvc_pull_pays_nothing(tmp_path: Path, normalise: Normaliser) -> None:
+    """The answer cache is a DVC output: pushed with the data, pulled into a clone, never paid for again."""
+    app = ChatServerApp(normalise)
+    env = tool_environment()
+
+    def sh(cwd: Path, *command: str) -> str:
+        result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, f"{' '.join(command)}:\n{result.stdout}{result.stderr}"
+        return result.stdout + result.stderr
+
+    first, second, remote = tmp_path / "first", tmp_path / "second", tmp_path / "remote"
+    copy_project(first)
+    with LoopbackServer(app) as server:
+        sh(first, "git", "init", "-q", "-b", "main")
+        sh(first, "unleet", "params", "translate=openai", f"translate.base_url={server.url}/v1", "experiment=smoke")
+        sh(first, "dvc", "remote", "add", "-d", "storage", str(remote))
+        sh(first, "dvc", "repro", "translate")
+        paid = app.count()
+        assert paid > 0
+        sh(first, "git", "add", "-A")
+        sh(first, "git", "commit", "-q", "-m", "translated")
+        sh(first, "dvc", "push")
+
+        sh(tmp_path, "git", "clone", "-q", str(first), str(second))
+        sh(second, "dvc", "pull", "--with-deps", "translate")
+        assert "up to date" in sh(second, "dvc", "status", "translate")
+        sh(second, "dvc", "repro", "--force", "translate")
+        assert app.count() == paid
+    metrics = json.loads((second / "metrics/translate.json").read_text())
+    assert metrics["requests"] == 0 and metrics["cache_hits"] == metrics["comments"]
