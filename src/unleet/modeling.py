@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from transformers import PreTrainedTokenizerBase, T5Config, T5ForConditionalGeneration
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, T5Config, T5ForConditionalGeneration
 
+from unleet import io
 from unleet.errors import UnleetError
-from unleet.params import ModelParams
+from unleet.params import ModelParams, PeftParams
 
 ARCHITECTURE_KEYS = ("d_model", "d_ff", "num_layers", "num_decoder_layers", "num_heads", "d_kv")
 
@@ -38,12 +40,53 @@ def build_model(params: ModelParams, tokenizer: PreTrainedTokenizerBase) -> T5Fo
 
 
 def _load_pretrained(params: ModelParams, tokenizer: PreTrainedTokenizerBase) -> T5ForConditionalGeneration:
-    if not params.path or not Path(params.path).is_dir():
-        raise UnleetError(f"model.path={params.path!r}: not a directory holding a saved checkpoint")
-    model = T5ForConditionalGeneration.from_pretrained(params.path, dropout_rate=params.dropout)
+    """A local checkpoint directory, or a hub id where the hub is reachable."""
+    if not params.path:
+        raise UnleetError("model.path: not set; give a local checkpoint directory or a hub id")
+    try:
+        model = T5ForConditionalGeneration.from_pretrained(params.path, dropout_rate=params.dropout)
+    except OSError as error:
+        raise UnleetError(
+            f"model.path={params.path!r}: cannot load a checkpoint ({str(error).splitlines()[0]})"
+        ) from None
     if model.config.vocab_size < len(tokenizer):
         raise UnleetError(
             f"model.path={params.path}: vocabulary of {model.config.vocab_size} is smaller than the "
             f"tokenizer's {len(tokenizer)}; use the tokenizer the checkpoint was trained with"
         )
     return model
+
+
+def with_adapter(model: PreTrainedModel, params: PeftParams) -> torch.nn.Module:
+    """The model itself, or wrapped with LoRA adapters (only those train) when `peft=lora`."""
+    if params.method == "none":
+        return model
+    if params.method != "lora":
+        raise UnleetError(f"peft.method={params.method!r}: unknown, expected none or lora")
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    config = LoraConfig(
+        task_type=TaskType.SEQ_2_SEQ_LM,
+        r=params.r,
+        lora_alpha=params.alpha,
+        lora_dropout=params.dropout,
+        target_modules=list(params.target_modules),
+    )
+    return get_peft_model(model, config)
+
+
+def save_trained(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, directory: Path, merge: bool) -> None:
+    """Save atomically: the model, or for LoRA the adapter (`adapter/`) and, with `merge`, the merged model.
+
+    Without `merge` the directory holds only the adapter and tokenizer; transformers loads it
+    onto its base checkpoint (recorded in `adapter_config.json`) when peft is installed.
+    """
+    with io.atomic_path(directory, is_dir=True) as staging:
+        if hasattr(model, "merge_and_unload"):
+            if merge:
+                model.save_pretrained(staging / "adapter")
+                model = model.merge_and_unload()
+            model.save_pretrained(staging)
+        else:
+            model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)

@@ -121,15 +121,34 @@ class ModelParams:
 
 
 @dataclass
+class PeftParams:
+    method: str = MISSING
+    r: int | None = None
+    alpha: int | None = None
+    dropout: float | None = None
+    target_modules: list[str] | None = None
+    merge: bool = MISSING
+
+
+@dataclass
 class TrainParams:
     seed: int = MISSING
     lr: float = MISSING
-    batch_size: int = MISSING
+    batch_tokens: int = MISSING
+    pad_multiple: int = MISSING
     max_steps: int = MISSING
     warmup_steps: int = MISSING
     weight_decay: float = MISSING
     grad_clip: float = MISSING
     eval_every: int = MISSING
+    sample_translations: int = MISSING
+    patience: int | None = None
+    keep_best: bool = MISSING
+    checkpoint_every: int | None = None
+    keep_checkpoints: int = MISSING
+    loader_workers: int = MISSING
+    compile: bool = MISSING
+    gradient_checkpointing: bool = MISSING
 
 
 @dataclass
@@ -147,6 +166,7 @@ class Params:
     corrupt: CorruptParams = field(default_factory=CorruptParams)
     tokenizer: TokenizerParams = field(default_factory=TokenizerParams)
     model: ModelParams = field(default_factory=ModelParams)
+    peft: PeftParams = field(default_factory=PeftParams)
     train: TrainParams = field(default_factory=TrainParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
 

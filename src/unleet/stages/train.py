@@ -1,8 +1,10 @@
 """train: fit the encoder-decoder on `data/tokenized/` and save it to `models/unleet/`.
 
-One loop, top to bottom: sample a batch, step, log the loss, score the validation split every
-`train.eval_every` steps. accelerate places the model and data (CPU here, CUDA with bf16 autocast
-where a GPU is present) so the same code runs under `accelerate launch`.
+One loop, top to bottom: take the next token-budget batch, step, log the loss; every
+`eval_every` steps score the validation split (and decode a few examples); every
+`checkpoint_every` steps write a resumable checkpoint. accelerate places model and data, so the
+same stage runs on CPU (fp32), one GPU (bf16 autocast) or many (`accelerate launch`, DDP).
+A run killed midway resumes from its last checkpoint and ends with the same weights.
 """
 
 from __future__ import annotations
@@ -10,119 +12,225 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
-from datasets import load_from_disk
+from accelerate.utils import broadcast_object_list, set_seed
+from datasets import Dataset, load_from_disk
+from safetensors.torch import load_model, save_model
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 from transformers import AutoTokenizer, DataCollatorForSeq2Seq, get_linear_schedule_with_warmup
 
-from unleet import io
-from unleet.modeling import build_model
+from unleet import checkpoints, io
+from unleet.batching import Position, TokenBudgetBatches
+from unleet.errors import UnleetError
+from unleet.modeling import build_model, save_trained, with_adapter
 from unleet.params import Params
 
 log = logging.getLogger(__name__)
 
 TOKENIZED = Path("data/tokenized")
 MODEL_DIR = Path("models/unleet")
+CHECKPOINTS = Path("models/checkpoints")
+BEST_WEIGHTS = CHECKPOINTS / "best.safetensors"
 METRICS = Path("metrics/train.json")
 TRAIN_CURVE = Path("metrics/train_curve.csv")
 VALIDATION_CURVE = Path("metrics/validation_curve.csv")
 
 
-def endless(loader: DataLoader) -> Iterator[dict[str, torch.Tensor]]:
-    """Batches forever, reshuffled each epoch, so the loop counts steps rather than epochs."""
-    while True:
-        yield from loader
+def batches(dataset: Dataset, plan: list[list[int]], collate: Any, workers: int, pin: bool) -> DataLoader:
+    """A loader over planned batches; worker processes collate ahead of the training step.
+
+    It gets a generator of its own: a DataLoader otherwise draws its seed from the global RNG
+    each time it is iterated, which would shift dropout after a resume.
+    """
+    return DataLoader(
+        dataset,
+        batch_sampler=plan,
+        collate_fn=collate,
+        num_workers=workers,
+        pin_memory=pin,
+        generator=torch.Generator(),
+    )
+
+
+def lengths(dataset: Dataset) -> tuple[list[int], list[int]]:
+    return [len(ids) for ids in dataset["input_ids"]], [len(ids) for ids in dataset["labels"]]
 
 
 @torch.no_grad()
-def validation_loss(model: torch.nn.Module, loader: DataLoader) -> float:
+def validation_loss(model: torch.nn.Module, loader: DataLoader, device: torch.device) -> float:
     """Token-weighted mean loss over the whole validation split."""
     model.eval()
-    total, count = 0.0, 0
+    total = tokens = 0.0
     for batch in loader:
-        tokens = int((batch["labels"] != -100).sum())
-        total += float(model(**batch).loss) * tokens
-        count += tokens
+        batch = {key: value.to(device) for key, value in batch.items()}
+        count = int((batch["labels"] != -100).sum())
+        total += float(model(**batch).loss) * count
+        tokens += count
     model.train()
-    return total / max(count, 1)
+    return total / max(tokens, 1)
+
+
+@torch.no_grad()
+def sample_translations(model: torch.nn.Module, tokenizer: Any, texts: list[str], device: torch.device) -> str:
+    """A few greedy decodes of fixed validation inputs: the quickest sanity check of a run."""
+    model.eval()
+    batch = tokenizer(texts, return_tensors="pt", padding=True).to(device)
+    outputs = model.generate(**batch, max_new_tokens=64, do_sample=False)
+    model.train()
+    decoded = tokenizer.batch_decode(outputs, skip_special_tokens=True)
+    return " | ".join(f"{text} => {output.strip()}" for text, output in zip(texts, decoded, strict=True))
 
 
 def main(params: Params) -> None:
     cfg = params.train
+    cuda = torch.cuda.is_available()
+    accelerator = Accelerator(cpu=not cuda, mixed_precision="bf16" if cuda else "no")
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
     set_seed(cfg.seed)
-    accelerator = Accelerator(mixed_precision="bf16" if torch.cuda.is_available() else "no")
+
     tokenizer = AutoTokenizer.from_pretrained(TOKENIZED / "tokenizer")
-    model = build_model(params.model, tokenizer)
-    collate = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100)
     train_set = load_from_disk(str(TOKENIZED / "train")).remove_columns("intensity")
-    validation_set = load_from_disk(str(TOKENIZED / "validation")).remove_columns("intensity")
-    train_loader = DataLoader(
-        train_set,
-        batch_size=cfg.batch_size,
-        shuffle=True,
-        collate_fn=collate,
-        generator=torch.Generator().manual_seed(cfg.seed),
+    validation_set = load_from_disk(str(TOKENIZED / "validation"))
+    sample_inputs = tokenizer.batch_decode(
+        validation_set["input_ids"][: cfg.sample_translations], skip_special_tokens=True
     )
-    validation_loader = DataLoader(validation_set, batch_size=cfg.batch_size, collate_fn=collate)
+    validation_set = validation_set.remove_columns("intensity")
+    collate = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100, pad_to_multiple_of=cfg.pad_multiple)
+    plan = TokenBudgetBatches(*lengths(train_set), cfg.batch_tokens, cfg.pad_multiple, cfg.seed)
+    validation_plan = TokenBudgetBatches(*lengths(validation_set), cfg.batch_tokens, cfg.pad_multiple, cfg.seed)
+    rank, world = accelerator.process_index, accelerator.num_processes
+
+    if params.peft.method != "none" and params.model.preset != "pretrained":
+        raise UnleetError(f"peft={params.peft.method} adapts a pretrained model: set model=pretrained and model.path")
+    model = with_adapter(build_model(params.model, tokenizer), params.peft)
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=accelerator.device.type == "cuda"
+        [p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay, fused=cuda
     )
     scheduler = get_linear_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.max_steps)
-    model, optimizer, train_loader, validation_loader, scheduler = accelerator.prepare(
-        model, optimizer, train_loader, validation_loader, scheduler
-    )
+    model, optimizer = accelerator.prepare(model, optimizer)
+    accelerator.register_for_checkpointing(scheduler)
+    forward = torch.compile(model, dynamic=False) if cfg.compile else model
 
-    train_curve: list[dict[str, float]] = []
-    validation_curve: list[dict[str, float]] = []
-    batches = endless(train_loader)
-    tokens = 0
+    run = checkpoints.signature(params.model, params.peft, cfg, train_set._fingerprint, world)
+    step, position = 0, Position()
+    train_curve: list[dict[str, Any]] = []
+    validation_curve: list[dict[str, Any]] = []
+    best = {"loss": math.inf, "step": 0}
+    resumed = checkpoints.latest(CHECKPOINTS, run)
+    if resumed is None:
+        checkpoints.clear(CHECKPOINTS, accelerator)
+    else:
+        directory, state = resumed
+        accelerator.load_state(str(directory))
+        step, position = state["step"], Position(**state["position"])
+        train_curve, validation_curve, best = state["train_curve"], state["validation_curve"], state["best"]
+        log.info("train: resuming from %s (step %d)", directory, step)
+    resumed_from = step
+
+    tokens = padded_tokens = 0
+    stale_evaluations = 0
     started = time.perf_counter()
     model.train()
-    progress = tqdm(range(1, cfg.max_steps + 1), desc="train", unit="step", disable=not accelerator.is_main_process)
-    for step in progress:
-        batch = next(batches)
-        loss = model(**batch).loss
-        accelerator.backward(loss)
-        accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        tokens += int(batch["attention_mask"].sum()) + int((batch["labels"] != -100).sum())
-        train_curve.append({"step": step, "train_loss": round(loss.item(), 5), "lr": scheduler.get_last_lr()[0]})
-        if step % cfg.eval_every == 0 or step == cfg.max_steps:
-            loss_now = validation_loss(model, validation_loader)
-            validation_curve.append({"step": step, "validation_loss": round(loss_now, 5)})
-            progress.set_postfix(train=f"{loss.item():.3f}", validation=f"{loss_now:.3f}")
+    progress = tqdm(
+        total=cfg.max_steps, initial=step, desc="train", unit="step", disable=not accelerator.is_main_process
+    )
+    while step < cfg.max_steps:
+        epoch_plan = plan.shard(position.epoch, rank, world)[position.batch :]
+        for batch in batches(train_set, epoch_plan, collate, cfg.loader_workers, cuda):
+            batch = {key: value.to(accelerator.device, non_blocking=True) for key, value in batch.items()}
+            with accelerator.autocast():
+                loss = forward(**batch).loss
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            position = Position(position.epoch, position.batch + 1)
+            tokens += int(batch["attention_mask"].sum()) + int((batch["labels"] != -100).sum())
+            padded_tokens += batch["input_ids"].numel() + batch["labels"].numel()
+            train_curve.append({"step": step, "train_loss": round(loss.item(), 5), "lr": scheduler.get_last_lr()[0]})
+            progress.update()
+
+            if step % cfg.eval_every == 0 or step == cfg.max_steps:
+                # The main process scores the whole (small) split; every process needs the result.
+                loss_now = [math.nan]
+                if accelerator.is_main_process:
+                    loader = batches(validation_set, validation_plan.epoch(0), collate, 0, cuda)
+                    with accelerator.autocast():
+                        loss_now = [validation_loss(accelerator.unwrap_model(model), loader, accelerator.device)]
+                loss_now = broadcast_object_list(loss_now)[0]
+                row: dict[str, Any] = {"step": step, "validation_loss": round(loss_now, 5)}
+                if accelerator.is_main_process and sample_inputs:
+                    row["samples"] = sample_translations(
+                        accelerator.unwrap_model(model), tokenizer, sample_inputs, accelerator.device
+                    )
+                validation_curve.append(row)
+                progress.set_postfix(train=f"{loss.item():.3f}", validation=f"{loss_now:.3f}")
+                if loss_now < best["loss"]:
+                    best, stale_evaluations = {"loss": loss_now, "step": step}, 0
+                    if cfg.keep_best and accelerator.is_main_process:
+                        with io.atomic_path(BEST_WEIGHTS) as staging:
+                            save_model(accelerator.unwrap_model(model), str(staging))
+                else:
+                    stale_evaluations += 1
+            stop_early = bool(cfg.patience) and stale_evaluations >= cfg.patience
+            if cfg.checkpoint_every and (step % cfg.checkpoint_every == 0 or step == cfg.max_steps or stop_early):
+                state = {
+                    "signature": run,
+                    "step": step,
+                    "position": vars(position),
+                    "best": best,
+                    "train_curve": train_curve,
+                    "validation_curve": validation_curve,
+                }
+                checkpoints.save(CHECKPOINTS, accelerator, state, cfg.keep_checkpoints)
+            if step >= cfg.max_steps or stop_early:
+                break
+        else:
+            position = Position(position.epoch + 1, 0)
+            continue
+        break
+    progress.close()
     wall = time.perf_counter() - started
 
     if not accelerator.is_main_process:
         return
-    with io.atomic_path(MODEL_DIR, is_dir=True) as staging:
-        accelerator.unwrap_model(model).save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
+    final = accelerator.unwrap_model(model)
+    if cfg.keep_best and best["step"] != step:
+        load_model(final, str(BEST_WEIGHTS))
+        log.info("train: keeping the best validation checkpoint, step %d", best["step"])
+    save_trained(final, tokenizer, MODEL_DIR, merge=params.peft.merge)
     window = [row["train_loss"] for row in train_curve[-cfg.eval_every :]]
     io.write_csv(TRAIN_CURVE, train_curve)
     io.write_csv(VALIDATION_CURVE, validation_curve)
+    steps_run = step - resumed_from
     io.write_json(
         METRICS,
         {
-            "steps": cfg.max_steps,
+            "steps": step,
+            "stopped_early": step < cfg.max_steps,
+            "resumed_from_step": resumed_from,
             "train_loss": round(sum(window) / len(window), 5),
             "validation_loss": validation_curve[-1]["validation_loss"],
-            "best_validation_loss": min(row["validation_loss"] for row in validation_curve),
-            "parameters": sum(p.numel() for p in accelerator.unwrap_model(model).parameters()),
-            "tokens_per_second": round(tokens * accelerator.num_processes / wall, 1),
+            "best_validation_loss": round(best["loss"], 5),
+            "best_step": best["step"],
+            "parameters": sum(p.numel() for p in final.parameters()),
+            "trainable_parameters": sum(p.numel() for p in final.parameters() if p.requires_grad),
+            "tokens_per_second": round(tokens * world / wall, 1) if steps_run else None,
+            "padding_share": round(1 - tokens / padded_tokens, 4) if padded_tokens else None,
             "wall_time_s": round(wall, 2),
             "device": accelerator.device.type,
-            "validation_perplexity": round(math.exp(min(validation_curve[-1]["validation_loss"], 50)), 3),
+            "processes": world,
+            "peak_gpu_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 3) if cuda else None,
         },
     )
-    log.info(
-        "train: %d steps in %.1fs, validation loss %.4f", cfg.max_steps, wall, validation_curve[-1]["validation_loss"]
-    )
+    log.info("train: %d steps in %.1fs, validation loss %.4f", step, wall, validation_curve[-1]["validation_loss"])

@@ -1,0 +1,131 @@
+"""The train stage on CPU: token-budget batches, resume after a kill, two processes under accelerate."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForSeq2SeqLM
+
+from unleet import params as params_module
+from unleet.batching import Position, TokenBudgetBatches, padded
+from unleet.cli import main as cli
+
+from .conftest import copy_project, tool_environment
+
+TRAIN = [sys.executable, "-m", "unleet.cli", "train"]
+
+
+def test_batches_respect_the_budget_and_cover_every_example_once() -> None:
+    sources = [5 + (i * 7) % 90 for i in range(500)]
+    targets = [3 + (i * 11) % 80 for i in range(500)]
+    plan = TokenBudgetBatches(sources, targets, max_tokens=512, pad_multiple=16, seed=1)
+    epoch = plan.epoch(0)
+    assert sorted(i for batch in epoch for i in batch) == list(range(500))
+    for batch in epoch:
+        width = max(padded(max(sources[i], targets[i]), 16) for i in batch)
+        assert width * len(batch) <= 512
+    assert epoch == plan.epoch(0) and epoch != plan.epoch(1)
+    shards = [plan.shard(0, rank, 2) for rank in (0, 1)]
+    assert len(shards[0]) == len(shards[1])
+    assert not set(map(tuple, shards[0])) & set(map(tuple, shards[1]))
+    stream = plan.stream(Position(0, 3))
+    assert next(stream) == (Position(0, 4), epoch[3])
+
+
+@pytest.fixture(scope="module")
+def tokenized(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project copy with the smoke pipeline run up to tokenize."""
+    root = copy_project(tmp_path_factory.mktemp("tokenized"))
+    overrides = ["experiment=smoke", "train.max_steps=16", "train.eval_every=8", "train.checkpoint_every=4"]
+    for command in (["params", *overrides], ["scrape"], ["translate"], ["corrupt"], ["tokenize"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "unleet.cli", *command],
+            cwd=root,
+            env=tool_environment(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr
+    return root
+
+
+def clone(source: Path, destination: Path) -> Path:
+    shutil.copytree(source, destination)
+    return destination
+
+
+def weights(root: Path) -> dict[str, torch.Tensor]:
+    return load_file(root / "models/unleet/model.safetensors")
+
+
+def test_killed_training_resumes_to_the_same_weights(tokenized: Path, tmp_path: Path) -> None:
+    straight = clone(tokenized, tmp_path / "straight")
+    subprocess.run(TRAIN, cwd=straight, env=tool_environment(), check=True, capture_output=True, timeout=600)
+
+    interrupted = clone(tokenized, tmp_path / "interrupted")
+    process = subprocess.Popen(
+        TRAIN, cwd=interrupted, env=tool_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 300
+    while not list((interrupted / "models/checkpoints").glob("step-*/trainer_state.json")):
+        assert process.poll() is None and time.monotonic() < deadline, "no checkpoint before the run ended"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    assert not (interrupted / "models/unleet").exists()
+
+    subprocess.run(TRAIN, cwd=interrupted, env=tool_environment(), check=True, capture_output=True, timeout=600)
+    metrics = json.loads((interrupted / "metrics/train.json").read_text())
+    assert 4 <= metrics["resumed_from_step"] < 16
+    expected, resumed = weights(straight), weights(interrupted)
+    assert expected.keys() == resumed.keys()
+    for name in expected:
+        torch.testing.assert_close(resumed[name], expected[name], atol=1e-5, rtol=1e-4, msg=name)
+    assert (interrupted / "metrics/train_curve.csv").read_text() == (straight / "metrics/train_curve.csv").read_text()
+
+
+def test_two_processes_under_accelerate_launch(tokenized: Path, tmp_path: Path) -> None:
+    root = clone(tokenized, tmp_path / "ddp")
+    launch = [
+        str(Path(sys.executable).parent / "accelerate"),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "unleet.cli",
+        "train",
+    ]
+    result = subprocess.run(launch, cwd=root, env=tool_environment(), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    metrics = json.loads((root / "metrics/train.json").read_text())
+    assert metrics["processes"] == 2 and metrics["steps"] == 16
+    curve = [line.split(",") for line in (root / "metrics/validation_curve.csv").read_text().splitlines()[1:]]
+    losses = [float(row[1]) for row in curve]
+    assert losses[-1] < losses[0], losses
+    AutoModelForSeq2SeqLM.from_pretrained(root / "models/unleet")
+
+
+def test_lora_needs_a_pretrained_model(
+    tokenized: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(clone(tokenized, tmp_path / "lora"))
+    params_module.compose(["experiment=smoke", "peft=lora"])
+    assert cli(["train"]) == 1
+    assert "set model=pretrained" in capsys.readouterr().err
