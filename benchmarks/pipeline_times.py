@@ -11,26 +11,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.conftest import copy_project, tool_environment  # what a fresh clone holds: tracked and unignored files
+
 STAGES = ["scrape", "translate", "corrupt", "tokenize", "train", "evaluate"]
-
-
-def project_files() -> list[str]:
-    listing = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=REPO_ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return [name for name in listing.split("\0") if name and (REPO_ROOT / name).is_file()]
 
 
 def run(command: list[str], cwd: Path, env: dict[str, str]) -> None:
@@ -45,14 +36,10 @@ def main() -> None:
     args = parser.parse_args()
 
     bin_dir = Path(sys.executable).parent
-    env = dict(
-        os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", DVC_NO_ANALYTICS="1", TQDM_DISABLE="1"
-    )
+    env = tool_environment()  # this interpreter's dvc and unleet first on PATH
     with tempfile.TemporaryDirectory(prefix="unleet-bench-") as scratch:
         root = Path(scratch)
-        for name in project_files():
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO_ROOT / name, root / name)
+        copy_project(root)
         run(["git", "init", "-q"], root, env)
         run([str(bin_dir / "unleet"), "params", *args.overrides], root, env)
 

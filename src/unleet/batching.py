@@ -11,7 +11,7 @@ what lets a resumed run continue at exactly the batch it stopped at, on every pr
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -77,14 +77,3 @@ class TokenBudgetBatches:
         batches = self.epoch(epoch)
         usable = len(batches) - len(batches) % world if even else len(batches)
         return batches[rank:usable:world]
-
-    def stream(self, start: Position, rank: int = 0, world: int = 1) -> Iterator[tuple[Position, list[int]]]:
-        """Batches forever from `start`, each with the position after it (what a checkpoint records)."""
-        epoch, skip = start.epoch, start.batch
-        while True:
-            batches = self.shard(epoch, rank, world)
-            if not batches:
-                raise ValueError("too few examples to give every process a batch; lower train.batch_tokens")
-            for number in range(skip, len(batches)):
-                yield Position(epoch, number + 1), batches[number]
-            epoch, skip = epoch + 1, 0

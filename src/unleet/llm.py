@@ -429,29 +429,20 @@ CLIENTS: dict[str, Callable[[TranslateParams], ChatClient | BatchClient]] = {
     "ollama": lambda params: OllamaChat(params, api_key(params)),
     "transformers": LocalCausalLM,
 }
+HTTP_REQUIRED = [
+    "base_url",
+    "model",
+    "workers",
+    "temperature",
+    "max_tokens",
+    "timeout_s",
+    "max_retries",
+    "backoff_s",
+    "max_wait_s",
+]
 REQUIRED = {
-    "openai": [
-        "base_url",
-        "model",
-        "workers",
-        "temperature",
-        "max_tokens",
-        "timeout_s",
-        "max_retries",
-        "backoff_s",
-        "max_wait_s",
-    ],
-    "ollama": [
-        "base_url",
-        "model",
-        "workers",
-        "temperature",
-        "max_tokens",
-        "timeout_s",
-        "max_retries",
-        "backoff_s",
-        "max_wait_s",
-    ],
+    "openai": HTTP_REQUIRED,
+    "ollama": HTTP_REQUIRED,
     "transformers": ["model", "batch_size", "temperature", "max_tokens"],
 }
 
