@@ -9,15 +9,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+from peft import PeftModel
 from safetensors.torch import load_file
-from transformers import AutoModelForSeq2SeqLM
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, T5Config, T5ForConditionalGeneration
 
 from unleet import params as params_module
 from unleet.batching import TokenBudgetBatches, padded
 from unleet.cli import main as cli
+from unleet.stages.train import MODEL_DIR
 
 from .conftest import copy_project, tool_environment
 
@@ -127,3 +130,84 @@ def test_lora_needs_a_pretrained_model(
     params_module.compose(["experiment=smoke", "peft=lora"])
     assert cli(["train"]) == 1
     assert "set model=pretrained" in capsys.readouterr().err
+
+
+def save_tiny_t5(directory: Path, vocab_size: int) -> Path:
+    """A small random T5 checkpoint standing in for a downloaded pretrained model."""
+    torch.manual_seed(0)
+    config = T5Config(
+        vocab_size=vocab_size,
+        d_model=64,
+        d_ff=128,
+        num_layers=2,
+        num_decoder_layers=2,
+        num_heads=2,
+        d_kv=32,
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+    )
+    T5ForConditionalGeneration(config).save_pretrained(directory)
+    return directory
+
+
+def logits(model: torch.nn.Module, tokenizer: Any, text: str) -> torch.Tensor:
+    """Decoder logits for one input under a fixed short target: equal logits mean equal models."""
+    model.eval()
+    batch = tokenizer([text], return_tensors="pt")
+    with torch.no_grad():
+        return model(**batch, decoder_input_ids=torch.zeros((1, 4), dtype=torch.long)).logits
+
+
+def decodes(model: torch.nn.Module, tokenizer: Any, text: str) -> str:
+    batch = tokenizer([text], return_tensors="pt")
+    return tokenizer.decode(model.generate(**batch, max_new_tokens=8, do_sample=False)[0], skip_special_tokens=True)
+
+
+@pytest.mark.parametrize("peft", ["none", "lora-merged", "lora-adapter"])
+def test_training_continues_from_a_saved_checkpoint(
+    peft: str, tokenized: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = clone(tokenized, tmp_path / "project")
+    tokenizer = AutoTokenizer.from_pretrained(root / "data/tokenized/tokenizer")
+    base_dir = save_tiny_t5(tmp_path / "base-checkpoint", len(tokenizer))
+    overrides = ["experiment=smoke", "train.max_steps=8", "train.eval_every=4", "train.lr=0.01"]
+    overrides += ["model=pretrained", f"model.path={base_dir}"]
+    if peft != "none":
+        overrides += ["peft=lora", f"peft.merge={peft == 'lora-merged'}"]
+    monkeypatch.chdir(root)
+    params_module.compose(overrides)
+    assert cli(["train"]) == 0
+
+    metrics = json.loads(Path("metrics/train.json").read_text())
+    assert metrics["steps"] == 8
+    base = T5ForConditionalGeneration.from_pretrained(base_dir)
+    text = "idk wh4t 2 d0 tbh"
+    trained = AutoModelForSeq2SeqLM.from_pretrained(MODEL_DIR)  # loads an adapter-only directory through peft
+    assert not torch.allclose(logits(trained, tokenizer, text), logits(base, tokenizer, text)), "nothing trained"
+    assert isinstance(decodes(trained, tokenizer, text), str)
+
+    if peft == "none":
+        assert metrics["trainable_parameters"] == metrics["parameters"]
+        assert not (MODEL_DIR / "adapter").exists()
+        return
+    assert 0 < metrics["trainable_parameters"] < metrics["parameters"] / 5
+    adapter_dir = MODEL_DIR / "adapter" if peft == "lora-merged" else MODEL_DIR
+    assert (adapter_dir / "adapter_config.json").exists()
+    assert (MODEL_DIR / "model.safetensors").exists() == (peft == "lora-merged")
+    with_adapter = PeftModel.from_pretrained(T5ForConditionalGeneration.from_pretrained(base_dir), adapter_dir)
+    torch.testing.assert_close(logits(with_adapter, tokenizer, text), logits(trained, tokenizer, text))
+    assert decodes(with_adapter, tokenizer, text) == decodes(trained, tokenizer, text)
+    assert cli(["evaluate"]) == 0
+    assert json.loads(Path("metrics/eval.json").read_text())["examples"] > 0
+
+
+def test_throughput_benchmark_prints_both_loops(tokenized: Path) -> None:
+    """The CI-sized form of benchmarks/train_throughput.py: it runs and reports positive figures."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks/train_throughput.py"
+    command = [sys.executable, str(script), "--presets", "tiny", "--steps", "3", "--data", "data/tokenized"]
+    result = subprocess.run(command, cwd=tokenized, env=tool_environment(), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    row = next(line.split() for line in result.stdout.splitlines() if line.startswith("tiny"))
+    ours, ours_mfu, seed, seed_mfu = (float(value.rstrip("%").replace(",", "")) for value in row[2:6])
+    assert min(ours, ours_mfu, seed, seed_mfu) > 0, result.stdout

@@ -5,7 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase, T5Config, T5ForConditionalGeneration
+from transformers import (
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    T5Config,
+    T5ForConditionalGeneration,
+)
 
 from unleet import io
 from unleet.errors import UnleetError
@@ -73,6 +80,17 @@ def with_adapter(model: PreTrainedModel, params: PeftParams) -> torch.nn.Module:
         target_modules=list(params.target_modules),
     )
     return get_peft_model(model, config)
+
+
+def load_trained(directory: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A model saved by `save_trained`: full weights, or a LoRA adapter over its recorded base checkpoint."""
+    if not any((directory / name).is_file() for name in ("config.json", "adapter_config.json")):
+        raise UnleetError(f"{directory}: no trained model; run `dvc repro train` first")
+    try:
+        model = AutoModelForSeq2SeqLM.from_pretrained(directory)
+    except OSError as error:  # an adapter whose base checkpoint has moved
+        raise UnleetError(f"{directory}: cannot load ({str(error).splitlines()[0]})") from None
+    return model, AutoTokenizer.from_pretrained(directory)
 
 
 def save_trained(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, directory: Path, merge: bool) -> None:

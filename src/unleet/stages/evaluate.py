@@ -14,11 +14,11 @@ from pathlib import Path
 
 import torch
 from tqdm import tqdm
-from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from unleet import io, textmetrics
-from unleet.errors import UnleetError
 from unleet.lexicon import Normaliser
+from unleet.modeling import load_trained
 from unleet.params import EvaluateParams, Params
 
 log = logging.getLogger(__name__)
@@ -72,10 +72,7 @@ def scores(predictions: list[str], targets: list[str]) -> dict[str, float]:
 
 def main(params: Params) -> None:
     rows = list(io.read_jsonl(TEST_SPLIT, required=["input", "target", "intensity"]))
-    if not (MODEL_DIR / "config.json").is_file():
-        raise UnleetError(f"{MODEL_DIR}: no trained model; run `dvc repro train` first")
-    tokenizer = AutoTokenizer.from_pretrained(MODEL_DIR)
-    model = AutoModelForSeq2SeqLM.from_pretrained(MODEL_DIR)
+    model, tokenizer = load_trained(MODEL_DIR)
     model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
 
     inputs = [row["input"] for row in rows]

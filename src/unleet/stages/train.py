@@ -137,6 +137,7 @@ def main(params: Params) -> None:
 
     tokens = padded_tokens = 0
     stale_evaluations = 0
+    paused = 0.0  # seconds in validation and checkpoints, kept out of tokens_per_second
     started = time.perf_counter()
     model.train()
     progress = tqdm(
@@ -160,6 +161,7 @@ def main(params: Params) -> None:
             train_curve.append({"step": step, "train_loss": round(loss.item(), 5), "lr": scheduler.get_last_lr()[0]})
             progress.update()
 
+            pause_started = time.perf_counter()
             if step % cfg.eval_every == 0 or step == cfg.max_steps:
                 # The main process scores the whole (small) split; every process needs the result.
                 loss_now = [math.nan]
@@ -193,6 +195,7 @@ def main(params: Params) -> None:
                     "validation_curve": validation_curve,
                 }
                 checkpoints.save(CHECKPOINTS, accelerator, state, cfg.keep_checkpoints)
+            paused += time.perf_counter() - pause_started
             if step >= cfg.max_steps or stop_early:
                 break
         else:
@@ -208,7 +211,9 @@ def main(params: Params) -> None:
     if cfg.keep_best and best["step"] != step:
         load_model(final, str(BEST_WEIGHTS))
         log.info("train: keeping the best validation checkpoint, step %d", best["step"])
-    save_trained(final, tokenizer, MODEL_DIR, merge=params.peft.merge)
+    parameters = sum(p.numel() for p in final.parameters())
+    trainable = sum(p.numel() for p in final.parameters() if p.requires_grad)
+    save_trained(final, tokenizer, MODEL_DIR, merge=params.peft.merge)  # merging folds LoRA in place
     window = [row["train_loss"] for row in train_curve[-cfg.eval_every :]]
     io.write_csv(TRAIN_CURVE, train_curve)
     io.write_csv(VALIDATION_CURVE, validation_curve)
@@ -223,11 +228,12 @@ def main(params: Params) -> None:
             "validation_loss": validation_curve[-1]["validation_loss"],
             "best_validation_loss": round(best["loss"], 5),
             "best_step": best["step"],
-            "parameters": sum(p.numel() for p in final.parameters()),
-            "trainable_parameters": sum(p.numel() for p in final.parameters() if p.requires_grad),
-            "tokens_per_second": round(tokens * world / wall, 1) if steps_run else None,
+            "parameters": parameters,
+            "trainable_parameters": trainable,
+            "tokens_per_second": round(tokens * world / (wall - paused), 1) if steps_run else None,
             "padding_share": round(1 - tokens / padded_tokens, 4) if padded_tokens else None,
             "wall_time_s": round(wall, 2),
+            "validation_and_checkpoint_s": round(paused, 2),
             "device": accelerator.device.type,
             "processes": world,
             "peak_gpu_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 3) if cuda else None,
