@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from .conftest import copy_project, tool_environment
 
@@ -55,6 +56,38 @@ def test_repeat_repro_is_up_to_date(repo: Repo) -> None:
     output = repo.run("dvc", "repro")
     assert stages_run(output) == []
     assert "up to date" in output
+    assert "Data and pipelines are up to date" in repo.run("dvc", "status")
+
+
+def lock_hashes(root: Path) -> dict[str, str]:
+    """Every path dvc.lock records, with its md5 (outputs and dependencies alike)."""
+    lock = yaml.safe_load((root / "dvc.lock").read_text())
+    return {
+        entry["path"]: entry["md5"]
+        for stage in lock["stages"].values()
+        for entry in [*stage.get("deps", []), *stage.get("outs", [])]
+    }
+
+
+def test_lineage_hashes_equal_dvc_lock_after_exp_run_and_repro(repo: Repo) -> None:
+    lineage = json.loads((repo.root / "models/unleet/lineage.json").read_text())
+    recorded = lock_hashes(repo.root)
+    assert {path: entry["md5"] for path, entry in lineage["data"].items()} == {
+        path: recorded[path] for path in lineage["data"]
+    }
+    assert {"data/raw/comments.jsonl", "data/translated/pairs.jsonl", "data/tokenized", "models/trained"} <= set(
+        lineage["data"]
+    )
+    assert lineage["experiment"] in repo.run("dvc", "exp", "list", "--all-commits", "--name-only").split()
+    assert lineage["params"]["train"]["max_steps"] == 12  # the smoke overlay it ran with
+
+    stages = stages_run(repo.run("dvc", "repro", "--force", "--single-item", "evaluate"))
+    assert stages == ["evaluate"]
+    lineage = json.loads(repo.run("unleet", "lineage"))
+    assert lineage["experiment"] is None
+    assert lineage["git"] == {"commit": repo.run("git", "rev-parse", "HEAD").strip(), "dirty": False}
+    recorded = lock_hashes(repo.root)
+    assert all(entry["md5"] == recorded[path] for path, entry in lineage["data"].items())
     assert "Data and pipelines are up to date" in repo.run("dvc", "status")
 
 

@@ -14,7 +14,7 @@ from unleet import cli, params
 STAGES = ["scrape", "translate", "corrupt", "tokenize", "train", "evaluate"]
 
 
-def test_all_stages_with_sentencepiece(workdir: Path) -> None:
+def test_all_stages_with_sentencepiece(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     params.compose(["experiment=smoke", "tokenizer=sentencepiece"])
     for stage in STAGES:
         assert cli.main([stage]) == 0, stage
@@ -33,6 +33,15 @@ def test_all_stages_with_sentencepiece(workdir: Path) -> None:
     assert curve[0] == "step,train_loss,lr" and len(curve) == 1 + 12
     predictions = (workdir / "metrics/predictions.jsonl").read_text().splitlines()
     assert len(predictions) == 10 and {"input", "target", "prediction"} <= set(json.loads(predictions[0]))
+
+    assert cli.main(["lineage"]) == 0
+    lineage = json.loads(capsys.readouterr().out)
+    assert lineage["git"] == {"commit": None, "dirty": None}  # a plain copy, not a clone
+    assert lineage["metrics"] == metrics and lineage["params"]["tokenizer"]["kind"] == "sentencepiece"
+    assert set(lineage["data"]) >= {"data/raw/comments.jsonl", "data/tokenized", "models/trained"}
+    assert lineage["rows"]["test"] == metrics["examples"]
+    card = (workdir / "models/unleet/README.md").read_text()
+    assert "pipeline_tag: text2text-generation" in card and lineage["data"]["data/tokenized"]["md5"] in card
 
 
 def test_unknown_params_key_exits_nonzero_naming_it(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -66,7 +66,7 @@ def clone(source: Path, destination: Path) -> Path:
 
 
 def weights(root: Path) -> dict[str, torch.Tensor]:
-    return load_file(root / "models/unleet/model.safetensors")
+    return load_file(root / "models/trained/model.safetensors")
 
 
 def test_killed_training_resumes_to_the_same_weights(tokenized: Path, tmp_path: Path) -> None:
@@ -83,7 +83,7 @@ def test_killed_training_resumes_to_the_same_weights(tokenized: Path, tmp_path: 
         time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
-    assert not (interrupted / "models/unleet").exists()
+    assert not (interrupted / "models/trained").exists()
 
     subprocess.run(TRAIN, cwd=interrupted, env=tool_environment(), check=True, capture_output=True, timeout=600)
     metrics = json.loads((interrupted / "metrics/train.json").read_text())
@@ -120,7 +120,7 @@ def test_two_processes_under_accelerate_launch(tokenized: Path, tmp_path: Path) 
     curve = [line.split(",") for line in (root / "metrics/validation_curve.csv").read_text().splitlines()[1:]]
     losses = [float(row[1]) for row in curve]
     assert losses[-1] < losses[0], losses
-    AutoModelForSeq2SeqLM.from_pretrained(root / "models/unleet")
+    AutoModelForSeq2SeqLM.from_pretrained(root / "models/trained")
 
 
 def test_lora_needs_a_pretrained_model(

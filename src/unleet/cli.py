@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import logging
 import sys
+from pathlib import Path
 
+from unleet import lineage
 from unleet import params as params_module
 from unleet.errors import UnleetError
 
@@ -27,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
                 help="translate a stratified sample of N comments into reports/calibration.md "
                 "for review, leaving the stage output untouched",
             )
+    show = commands.add_parser("lineage", help="print what a trained model was made from (its lineage.json)")
+    show.add_argument("model_dir", nargs="?", default="models/unleet")
     compose = commands.add_parser("params", help="recompose params.yaml from conf/ (Hydra overrides allowed)")
     compose.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=small train.lr=1e-4")
     compose.add_argument("--output", default=str(params_module.PARAMS_FILE))
@@ -40,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "params":
             print(f"wrote {params_module.compose(args.overrides, args.output)}")
+        elif args.command == "lineage":
+            print(json.dumps(lineage.read(Path(args.model_dir)), indent=2))
         elif getattr(args, "calibrate", None):
             from unleet.stages import translate
 

@@ -8,6 +8,7 @@ CER; chrF; the baseline's accuracy; accuracy per corruption intensity), a per-in
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -16,7 +17,7 @@ import torch
 from tqdm import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from unleet import io, textmetrics
+from unleet import io, lineage, textmetrics
 from unleet.lexicon import Normaliser
 from unleet.modeling import load_trained
 from unleet.params import EvaluateParams, Params
@@ -24,6 +25,7 @@ from unleet.params import EvaluateParams, Params
 log = logging.getLogger(__name__)
 
 TEST_SPLIT = Path("data/corrupted/test.jsonl")
+TRAINED = Path("models/trained")
 MODEL_DIR = Path("models/unleet")
 METRICS = Path("metrics/eval.json")
 INTENSITY_TABLE = Path("metrics/eval_intensity.csv")
@@ -72,7 +74,7 @@ def scores(predictions: list[str], targets: list[str]) -> dict[str, float]:
 
 def main(params: Params) -> None:
     rows = list(io.read_jsonl(TEST_SPLIT, required=["input", "target", "intensity"]))
-    model, tokenizer = load_trained(MODEL_DIR)
+    model, tokenizer = load_trained(TRAINED)
     model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
 
     inputs = [row["input"] for row in rows]
@@ -122,6 +124,9 @@ def main(params: Params) -> None:
             for i, row in enumerate(rows[: params.evaluate.samples])
         ),
     )
+    with io.atomic_path(MODEL_DIR, is_dir=True) as staging:
+        shutil.copytree(TRAINED, staging, dirs_exist_ok=True)
+        lineage.write(staging, lineage.collect(params, metrics, stage="evaluate"))
     log.info(
         "evaluate: accuracy %.3f (baseline %.3f) on %d examples",
         metrics["accuracy"],

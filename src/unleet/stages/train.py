@@ -1,4 +1,4 @@
-"""train: fit the encoder-decoder on `data/tokenized/` and save it to `models/unleet/`.
+"""train: fit the encoder-decoder on `data/tokenized/` and save it to `models/trained/`.
 
 One loop, top to bottom: take the next token-budget batch, step, log the loss; every
 `eval_every` steps score the validation split (and decode a few examples); every
@@ -33,7 +33,7 @@ from unleet.params import Params
 log = logging.getLogger(__name__)
 
 TOKENIZED = Path("data/tokenized")
-MODEL_DIR = Path("models/unleet")
+MODEL_DIR = Path("models/trained")
 CHECKPOINTS = Path("models/checkpoints")
 BEST_WEIGHTS = CHECKPOINTS / "best.safetensors"
 METRICS = Path("metrics/train.json")
