@@ -55,3 +55,27 @@ def tool_environment() -> dict[str, str]:
         TQDM_DISABLE="1",
     )
     return env
+
+
+@pytest.fixture(scope="session")
+def tokenized(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project copy with the smoke pipeline run up to tokenize."""
+    root = copy_project(tmp_path_factory.mktemp("tokenized"))
+    overrides = ["experiment=smoke", "train.max_steps=16", "train.eval_every=8", "train.checkpoint_every=4"]
+    for command in (["params", *overrides], ["scrape"], ["translate"], ["corrupt"], ["tokenize"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "unleet.cli", *command],
+            cwd=root,
+            env=tool_environment(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr
+    return root
+
+
+def clone(source: Path, destination: Path) -> Path:
+    """A copy of a prepared project directory, for a test to change freely."""
+    shutil.copytree(source, destination)
+    return destination

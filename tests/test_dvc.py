@@ -91,6 +91,19 @@ def test_lineage_hashes_equal_dvc_lock_after_exp_run_and_repro(repo: Repo) -> No
     assert "Data and pipelines are up to date" in repo.run("dvc", "status")
 
 
+PLOT_IDS = ["Loss per step", "Accuracy per intensity", "Baseline accuracy per intensity", "Errors by category"]
+
+
+def test_plots_show_and_diff_render_html(repo: Repo) -> None:
+    repo.run("dvc", "plots", "show", "-o", "plots-show")
+    page = (repo.root / "plots-show/index.html").read_text()
+    assert all(plot_id in page for plot_id in PLOT_IDS), page[:2000]
+    assert '"step"' in page and '"validation_loss"' in page  # the curves' data is in the page
+    repo.run("dvc", "plots", "diff", "HEAD~1", "HEAD", "-o", "plots-diff")
+    page = (repo.root / "plots-diff/index.html").read_text()
+    assert all(plot_id in page for plot_id in PLOT_IDS) and "HEAD~1" in page
+
+
 def test_lr_change_reruns_only_train_and_evaluate(repo: Repo) -> None:
     output = repo.run("dvc", "exp", "run", *SMOKE, "-S", "train.lr=0.001")
     assert stages_run(output) == ["train", "evaluate"]

@@ -183,7 +183,7 @@ def test_killed_run_keeps_every_completed_translation(workdir: Path, normalise: 
 
 
 def test_api_key_reaches_no_file_and_no_log(workdir: Path, normalise: Normaliser) -> None:
-    """The key is sent to the server, and found nowhere in the repository, its DVC state or output."""
+    """The key is sent to the server, and found nowhere in the repository, its DVC state, MLflow or output."""
     secret = f"sk-test-{secrets.token_hex(16)}"  # made here so that no file holds it beforehand
     env = {**tool_environment(), "OPENAI_API_KEY": secret}
     app = ChatServerApp(normalise)
@@ -191,11 +191,12 @@ def test_api_key_reaches_no_file_and_no_log(workdir: Path, normalise: Normaliser
         subprocess.run(["git", "init", "-q"], cwd=workdir, env=env, check=True, capture_output=True)
         params_module.compose(["translate=openai", f"translate.base_url={server.url}/v1", "experiment=smoke"])
         result = subprocess.run(
-            ["dvc", "repro", "-v", "translate"], cwd=workdir, env=env, capture_output=True, text=True, timeout=300
+            ["dvc", "repro", "-v"], cwd=workdir, env=env, capture_output=True, text=True, timeout=600
         )
         assert result.returncode == 0, result.stdout + result.stderr
         assert {request.headers.get("Authorization") for request in server.requests} == {f"Bearer {secret}"}
     assert secret not in result.stdout + result.stderr
+    assert (workdir / "mlflow.db").is_file() and any((workdir / "mlruns").rglob("lineage.json"))  # MLflow saw it all
     leaks = [path for path in workdir.rglob("*") if path.is_file() and secret.encode() in path.read_bytes()]
     assert leaks == []
     assert "translate" in Path("dvc.lock").read_text()

@@ -24,3 +24,19 @@ def test_chrf_bounds() -> None:
     assert textmetrics.chrf(["xyz"], ["the same sentence"]) == 0
     partial = textmetrics.chrf(["the same sentense"], ["the same sentence"])
     assert 50 < partial < 100
+
+
+@pytest.mark.parametrize(
+    ("source", "prediction", "target", "category"),
+    [
+        ("idk tbh", "I don't know, to be honest.", "I don't know, to be honest.", "correct"),
+        ("idk tbh", "i dont know to be honest", "I don't know, to be honest.", "correct"),
+        ("idk tbh", "", "I don't know, to be honest.", "empty"),
+        ("idk tbh", "I don't know, to be honets.", "I don't know, to be honest.", "near miss"),
+        ("idk tbh", "idk tbh", "I don't know, to be honest.", "copied input"),
+        ("idk tbh", "I don't know", "I don't know, to be honest.", "truncated"),
+        ("idk tbh", "The weather is nice.", "I don't know, to be honest.", "wrong"),
+    ],
+)
+def test_error_categories(source: str, prediction: str, target: str, category: str) -> None:
+    assert textmetrics.error_category(source, prediction, target) == category

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from unleet.batching import TokenBudgetBatches, padded
 from unleet.cli import main as cli
 from unleet.stages.train import MODEL_DIR
 
-from .conftest import copy_project, tool_environment
+from .conftest import clone, tool_environment
 
 TRAIN = [sys.executable, "-m", "unleet.cli", "train"]
 
@@ -40,29 +39,6 @@ def test_batches_respect_the_budget_and_cover_every_example_once() -> None:
     shards = [plan.shard(0, rank, 2) for rank in (0, 1)]
     assert len(shards[0]) == len(shards[1])
     assert not set(map(tuple, shards[0])) & set(map(tuple, shards[1]))
-
-
-@pytest.fixture(scope="module")
-def tokenized(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A project copy with the smoke pipeline run up to tokenize."""
-    root = copy_project(tmp_path_factory.mktemp("tokenized"))
-    overrides = ["experiment=smoke", "train.max_steps=16", "train.eval_every=8", "train.checkpoint_every=4"]
-    for command in (["params", *overrides], ["scrape"], ["translate"], ["corrupt"], ["tokenize"]):
-        result = subprocess.run(
-            [sys.executable, "-m", "unleet.cli", *command],
-            cwd=root,
-            env=tool_environment(),
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert result.returncode == 0, result.stderr
-    return root
-
-
-def clone(source: Path, destination: Path) -> Path:
-    shutil.copytree(source, destination)
-    return destination
 
 
 def weights(root: Path) -> dict[str, torch.Tensor]:

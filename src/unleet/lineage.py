@@ -41,7 +41,8 @@ def _git(*args: str) -> str:
 
 
 def data_hashes(upstream_of: str) -> dict[str, dict[str, str]]:
-    """DVC's hash of every cached output of the other stages, and of the source data they read."""
+    """DVC's hash of every cached output of the stages `upstream_of` depends on, and of the data they read."""
+    import networkx
     from dvc.dependency.param import ParamsDependency
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
@@ -50,7 +51,8 @@ def data_hashes(upstream_of: str) -> dict[str, dict[str, str]]:
     hashes: dict[str, dict[str, str]] = {}
     try:
         with Repo(".", config={"core": {"no_scm": not in_git}}) as repo:
-            stages = [stage for stage in repo.index.stages if getattr(stage, "name", None) != upstream_of]
+            (stage,) = (stage for stage in repo.index.stages if getattr(stage, "name", None) == upstream_of)
+            stages = sorted(networkx.descendants(repo.index.graph, stage), key=lambda stage: stage.name)
             produced = {out.def_path for stage in stages for out in stage.outs}
             for stage in stages:
                 for out in stage.outs:
@@ -63,6 +65,18 @@ def data_hashes(upstream_of: str) -> dict[str, dict[str, str]]:
     except DvcException as error:
         raise UnleetError(f"lineage: cannot hash the pipeline's data with DVC ({error})") from None
     return dict(sorted(hashes.items()))
+
+
+def output_hash(path: Path) -> str:
+    """DVC's hash of the stage output at `path`, as the next `dvc.lock` will record it."""
+    from dvc.repo import Repo
+
+    with Repo(".", config={"core": {"no_scm": git_state()["commit"] is None}}) as repo:
+        for stage in repo.index.stages:
+            for out in stage.outs:
+                if Path(out.def_path) == path:
+                    return out.get_hash().value
+    raise UnleetError(f"{path}: not an output in dvc.yaml")
 
 
 def _hash(entry: Any) -> str:
@@ -109,8 +123,8 @@ tags: [unleet, slang, leetspeak, normalisation, dvc]
 # unleet decoder
 
 Turns slang and leetspeak ("idk wh4t 2 d0 tbh") into plain English. A T5-architecture
-encoder-decoder (`model={model['preset']}`, `peft={params['peft']['method']}`,
-`tokenizer={params['tokenizer']['kind']}`) trained for {train['max_steps']} steps at lr {train['lr']}.
+encoder-decoder (`model={model["preset"]}`, `peft={params["peft"]["method"]}`,
+`tokenizer={params["tokenizer"]["kind"]}`) trained for {train["max_steps"]} steps at lr {train["lr"]}.
 
 ```python
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
@@ -121,17 +135,17 @@ batch = tokenizer(["idk wh4t 2 d0 tbh"], return_tensors="pt")
 print(tokenizer.decode(model.generate(**batch, max_new_tokens=64)[0], skip_special_tokens=True))
 ```
 
-## Evaluation (test split, {metrics.get('examples')} examples)
+## Evaluation (test split, {metrics.get("examples")} examples)
 
 | metric | model | lexicon baseline |
 |---|---|---|
-| accuracy | {metrics.get('accuracy')} | {metrics.get('baseline_accuracy')} |
-| chrF | {metrics.get('chrf')} | {metrics.get('baseline_chrf')} |
-| CER | {metrics.get('cer')} | |
+| accuracy | {metrics.get("accuracy")} | {metrics.get("baseline_accuracy")} |
+| chrF | {metrics.get("chrf")} | {metrics.get("baseline_chrf")} |
+| CER | {metrics.get("cer")} | |
 
 ## Lineage
 
-Built from commit {source}, DVC experiment `{lineage['experiment'] or 'none (dvc repro)'}`.
+Built from commit {source}, DVC experiment `{lineage["experiment"] or "none (dvc repro)"}`.
 Splits: {rows}. Every parameter is in `lineage.json`; `unleet lineage` prints it.
 
 | data | made by | DVC md5 |

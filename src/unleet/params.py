@@ -160,6 +160,13 @@ class EvaluateParams:
 
 
 @dataclass
+class TrackingParams:
+    enabled: bool = MISSING
+    experiment: str = MISSING
+    register_model: str | None = None
+
+
+@dataclass
 class Params:
     scrape: ScrapeParams = field(default_factory=ScrapeParams)
     translate: TranslateParams = field(default_factory=TranslateParams)
@@ -169,6 +176,7 @@ class Params:
     peft: PeftParams = field(default_factory=PeftParams)
     train: TrainParams = field(default_factory=TrainParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+    tracking: TrackingParams = field(default_factory=TrackingParams)
 
 
 def load(path: str | Path = PARAMS_FILE) -> Params:

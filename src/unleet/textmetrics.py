@@ -62,3 +62,26 @@ def chrf(predictions: list[str], targets: list[str], order: int = 6, beta: float
 def _mean(flags: Iterable[bool]) -> float:
     values = list(flags)
     return sum(values) / len(values) if values else 0.0
+
+
+ERROR_CATEGORIES = ("correct", "near miss", "copied input", "truncated", "empty", "wrong")
+
+
+def error_category(source: str, prediction: str, target: str) -> str:
+    """Where a prediction went wrong, coarsely: the first of ERROR_CATEGORIES that fits.
+
+    A near miss is within 10% character error of the target after normalising; a copy repeats
+    the input instead of decoding it; a truncation is a strict prefix of the target.
+    """
+    predicted, wanted = normalise(prediction), normalise(target)
+    if predicted == wanted:
+        return "correct"
+    if not predicted:
+        return "empty"
+    if edit_distance(predicted, wanted) <= 0.1 * len(wanted):
+        return "near miss"
+    if predicted == normalise(source):
+        return "copied input"
+    if wanted.startswith(predicted):
+        return "truncated"
+    return "wrong"

@@ -10,14 +10,14 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from unleet import io, lineage, textmetrics
+from unleet import io, lineage, textmetrics, tracking
 from unleet.lexicon import Normaliser
 from unleet.modeling import load_trained
 from unleet.params import EvaluateParams, Params
@@ -30,6 +30,7 @@ MODEL_DIR = Path("models/unleet")
 METRICS = Path("metrics/eval.json")
 INTENSITY_TABLE = Path("metrics/eval_intensity.csv")
 SAMPLES = Path("metrics/predictions.jsonl")
+ERRORS = Path("metrics/eval_errors.csv")
 
 
 @torch.no_grad()
@@ -73,6 +74,11 @@ def scores(predictions: list[str], targets: list[str]) -> dict[str, float]:
 
 
 def main(params: Params) -> None:
+    with tracking.run("evaluate", params) as tracker:
+        score(params, tracker)
+
+
+def score(params: Params, tracker: tracking.Tracker) -> None:
     rows = list(io.read_jsonl(TEST_SPLIT, required=["input", "target", "intensity"]))
     model, tokenizer = load_trained(TRAINED)
     model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
@@ -99,6 +105,12 @@ def main(params: Params) -> None:
             }
         )
 
+    categories = Counter(map(textmetrics.error_category, inputs, predictions, targets))
+    errors = [
+        {"category": name, "examples": categories[name], "share": round(categories[name] / len(rows), 4)}
+        for name in textmetrics.ERROR_CATEGORIES
+    ]
+
     metrics = {
         **scores(predictions, targets),
         "baseline_accuracy": round(textmetrics.accuracy(baseline, targets), 4),
@@ -107,9 +119,11 @@ def main(params: Params) -> None:
         "sentences_per_second": round(len(rows) / seconds, 2),
         "intensity": {row["intensity"]: row["accuracy"] for row in table},
         "baseline_intensity": {row["intensity"]: row["baseline_accuracy"] for row in table},
+        "errors": {row["category"]: row["share"] for row in errors},
     }
     io.write_json(METRICS, metrics)
     io.write_csv(INTENSITY_TABLE, table)
+    io.write_csv(ERRORS, errors)
     io.write_jsonl(
         SAMPLES,
         (
@@ -119,14 +133,22 @@ def main(params: Params) -> None:
                 "prediction": predictions[i],
                 "baseline": baseline[i],
                 "intensity": row["intensity"],
-                "correct": textmetrics.normalise(predictions[i]) == textmetrics.normalise(row["target"]),
+                "category": textmetrics.error_category(row["input"], predictions[i], row["target"]),
             }
             for i, row in enumerate(rows[: params.evaluate.samples])
         ),
     )
     with io.atomic_path(MODEL_DIR, is_dir=True) as staging:
         shutil.copytree(TRAINED, staging, dirs_exist_ok=True)
-        lineage.write(staging, lineage.collect(params, metrics, stage="evaluate"))
+        record = lineage.collect(params, metrics, stage="evaluate")
+        lineage.write(staging, record)
+
+    tracker.log_metrics(tracking.flatten(metrics))
+    tracker.set_tags({"model.md5": record["data"][str(TRAINED)]["md5"]})
+    tables = [INTENSITY_TABLE, ERRORS, SAMPLES]
+    tracker.log_artifacts([MODEL_DIR / lineage.LINEAGE_FILE, MODEL_DIR / lineage.CARD_FILE, *tables])
+    if params.tracking.register_model:
+        tracker.register(MODEL_DIR, params.tracking.register_model)
     log.info(
         "evaluate: accuracy %.3f (baseline %.3f) on %d examples",
         metrics["accuracy"],

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 from transformers import AutoTokenizer, DataCollatorForSeq2Seq, get_linear_schedule_with_warmup
 
-from unleet import checkpoints, io
+from unleet import checkpoints, io, tracking
 from unleet.batching import Position, TokenBudgetBatches
 from unleet.errors import UnleetError
 from unleet.modeling import build_model, save_trained, with_adapter
@@ -86,13 +86,28 @@ def sample_translations(model: torch.nn.Module, tokenizer: Any, texts: list[str]
     return " | ".join(f"{text} => {output.strip()}" for text, output in zip(texts, decoded, strict=True))
 
 
+def log_curves(tracker: tracking.Tracker, train_curve: list[dict[str, Any]], validation: list[dict[str, Any]]) -> None:
+    """Send the steps since the previous validation to MLflow: one call per validation, not per step."""
+    since = validation[-2]["step"] if len(validation) > 1 else 0
+    for row in train_curve[since:]:  # rows are steps 1, 2, ... in order
+        tracker.log_metrics({"train_loss": row["train_loss"], "lr": row["lr"]}, row["step"])
+    tracker.log_metrics({"validation_loss": validation[-1]["validation_loss"]}, validation[-1]["step"])
+    tracker.flush()
+
+
 def main(params: Params) -> None:
-    cfg = params.train
     cuda = torch.cuda.is_available()
     accelerator = Accelerator(cpu=not cuda, mixed_precision="bf16" if cuda else "no")
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
-    set_seed(cfg.seed)
+    set_seed(params.train.seed)
+    with tracking.run("train", params, active=accelerator.is_main_process) as tracker:
+        fit(params, accelerator, tracker)
+
+
+def fit(params: Params, accelerator: Accelerator, tracker: tracking.Tracker) -> None:
+    cfg = params.train
+    cuda = accelerator.device.type == "cuda"
 
     tokenizer = AutoTokenizer.from_pretrained(TOKENIZED / "tokenizer")
     train_set = load_from_disk(str(TOKENIZED / "train")).remove_columns("intensity")
@@ -176,6 +191,7 @@ def main(params: Params) -> None:
                         accelerator.unwrap_model(model), tokenizer, sample_inputs, accelerator.device
                     )
                 validation_curve.append(row)
+                log_curves(tracker, train_curve, validation_curve)
                 progress.set_postfix(train=f"{loss.item():.3f}", validation=f"{loss_now:.3f}")
                 if loss_now < best["loss"]:
                     best, stale_evaluations = {"loss": loss_now, "step": step}, 0
@@ -218,25 +234,27 @@ def main(params: Params) -> None:
     io.write_csv(TRAIN_CURVE, train_curve)
     io.write_csv(VALIDATION_CURVE, validation_curve)
     steps_run = step - resumed_from
-    io.write_json(
-        METRICS,
-        {
-            "steps": step,
-            "stopped_early": step < cfg.max_steps,
-            "resumed_from_step": resumed_from,
-            "train_loss": round(sum(window) / len(window), 5),
-            "validation_loss": validation_curve[-1]["validation_loss"],
-            "best_validation_loss": round(best["loss"], 5),
-            "best_step": best["step"],
-            "parameters": parameters,
-            "trainable_parameters": trainable,
-            "tokens_per_second": round(tokens * world / (wall - paused), 1) if steps_run else None,
-            "padding_share": round(1 - tokens / padded_tokens, 4) if padded_tokens else None,
-            "wall_time_s": round(wall, 2),
-            "validation_and_checkpoint_s": round(paused, 2),
-            "device": accelerator.device.type,
-            "processes": world,
-            "peak_gpu_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 3) if cuda else None,
-        },
-    )
+    summary = {
+        "steps": step,
+        "stopped_early": step < cfg.max_steps,
+        "resumed_from_step": resumed_from,
+        "train_loss": round(sum(window) / len(window), 5),
+        "validation_loss": validation_curve[-1]["validation_loss"],
+        "best_validation_loss": round(best["loss"], 5),
+        "best_step": best["step"],
+        "parameters": parameters,
+        "trainable_parameters": trainable,
+        "tokens_per_second": round(tokens * world / (wall - paused), 1) if steps_run else None,
+        "padding_share": round(1 - tokens / padded_tokens, 4) if padded_tokens else None,
+        "wall_time_s": round(wall, 2),
+        "validation_and_checkpoint_s": round(paused, 2),
+        "device": accelerator.device.type,
+        "processes": world,
+        "peak_gpu_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 3) if cuda else None,
+    }
+    io.write_json(METRICS, summary)
+    curves = {"train_loss", "validation_loss"}  # already logged step by step
+    tracker.log_metrics({k: v for k, v in summary.items() if isinstance(v, int | float) and k not in curves}, step)
+    tracker.log_artifacts([TRAIN_CURVE, VALIDATION_CURVE])
+    tracker.tag_model(MODEL_DIR)
     log.info("train: %d steps in %.1fs, validation loss %.4f", step, wall, validation_curve[-1]["validation_loss"])
