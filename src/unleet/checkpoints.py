@@ -31,6 +31,14 @@ def signature(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:16]
 
 
+def code_digest(*modules: Any) -> str:
+    """A hash of the training code: a checkpoint written by other code must not be resumed."""
+    digest = hashlib.sha256()
+    for module in modules:
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def _complete(root: Path) -> list[Path]:
     return sorted(path for path in root.glob("step-*") if (path / STATE_FILE).is_file())
 
@@ -42,7 +50,7 @@ def latest(root: Path, run_signature: str) -> tuple[Path, dict[str, Any]] | None
         return None
     state = json.loads((found[-1] / STATE_FILE).read_text())
     if state.get("signature") != run_signature:
-        log.info("%s holds checkpoints of another run (params or data changed): starting fresh", root)
+        log.info("%s holds checkpoints of another run (params, data or code changed): starting fresh", root)
         return None
     return found[-1], state
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 from transformers import AutoTokenizer, DataCollatorForSeq2Seq, get_linear_schedule_with_warmup
 
-from unleet import checkpoints, io, tracking
-from unleet.batching import Position, TokenBudgetBatches
+from unleet import batching, checkpoints, io, modeling, tracking
 from unleet.errors import UnleetError
-from unleet.modeling import build_model, save_trained, with_adapter
 from unleet.params import Params
 
 log = logging.getLogger(__name__)
@@ -117,13 +116,15 @@ def fit(params: Params, accelerator: Accelerator, tracker: tracking.Tracker) -> 
     )
     validation_set = validation_set.remove_columns("intensity")
     collate = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100, pad_to_multiple_of=cfg.pad_multiple)
-    plan = TokenBudgetBatches(*lengths(train_set), cfg.batch_tokens, cfg.pad_multiple, cfg.seed)
-    validation_plan = TokenBudgetBatches(*lengths(validation_set), cfg.batch_tokens, cfg.pad_multiple, cfg.seed)
+    plan = batching.TokenBudgetBatches(*lengths(train_set), cfg.batch_tokens, cfg.pad_multiple, cfg.seed)
+    validation_plan = batching.TokenBudgetBatches(
+        *lengths(validation_set), cfg.batch_tokens, cfg.pad_multiple, cfg.seed
+    )
     rank, world = accelerator.process_index, accelerator.num_processes
 
     if params.peft.method != "none" and params.model.preset != "pretrained":
         raise UnleetError(f"peft={params.peft.method} adapts a pretrained model: set model=pretrained and model.path")
-    model = with_adapter(build_model(params.model, tokenizer), params.peft)
+    model = modeling.with_adapter(modeling.build_model(params.model, tokenizer), params.peft)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     optimizer = torch.optim.AdamW(
@@ -134,8 +135,9 @@ def fit(params: Params, accelerator: Accelerator, tracker: tracking.Tracker) -> 
     accelerator.register_for_checkpointing(scheduler)
     forward = torch.compile(model, dynamic=False) if cfg.compile else model
 
-    run = checkpoints.signature(params.model, params.peft, cfg, train_set._fingerprint, world)
-    step, position = 0, Position()
+    code = checkpoints.code_digest(sys.modules[__name__], modeling, batching, checkpoints)
+    run = checkpoints.signature(params.model, params.peft, cfg, train_set._fingerprint, world, code)
+    step, position = 0, batching.Position()
     train_curve: list[dict[str, Any]] = []
     validation_curve: list[dict[str, Any]] = []
     best = {"loss": math.inf, "step": 0}
@@ -145,7 +147,7 @@ def fit(params: Params, accelerator: Accelerator, tracker: tracking.Tracker) -> 
     else:
         directory, state = resumed
         accelerator.load_state(str(directory))
-        step, position = state["step"], Position(**state["position"])
+        step, position = state["step"], batching.Position(**state["position"])
         train_curve, validation_curve, best = state["train_curve"], state["validation_curve"], state["best"]
         log.info("train: resuming from %s (step %d)", directory, step)
     resumed_from = step
@@ -170,7 +172,7 @@ def fit(params: Params, accelerator: Accelerator, tracker: tracking.Tracker) -> 
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            position = Position(position.epoch, position.batch + 1)
+            position = batching.Position(position.epoch, position.batch + 1)
             tokens += int(batch["attention_mask"].sum()) + int((batch["labels"] != -100).sum())
             padded_tokens += batch["input_ids"].numel() + batch["labels"].numel()
             train_curve.append({"step": step, "train_loss": round(loss.item(), 5), "lr": scheduler.get_last_lr()[0]})
@@ -215,7 +217,7 @@ def fit(params: Params, accelerator: Accelerator, tracker: tracking.Tracker) -> 
             if step >= cfg.max_steps or stop_early:
                 break
         else:
-            position = Position(position.epoch + 1, 0)
+            position = batching.Position(position.epoch + 1, 0)
             continue
         break
     progress.close()
@@ -229,7 +231,7 @@ def fit(params: Params, accelerator: Accelerator, tracker: tracking.Tracker) -> 
         log.info("train: keeping the best validation checkpoint, step %d", best["step"])
     parameters = sum(p.numel() for p in final.parameters())
     trainable = sum(p.numel() for p in final.parameters() if p.requires_grad)
-    save_trained(final, tokenizer, MODEL_DIR, merge=params.peft.merge)  # merging folds LoRA in place
+    modeling.save_trained(final, tokenizer, MODEL_DIR, merge=params.peft.merge)  # merging folds LoRA in place
     window = [row["train_loss"] for row in train_curve[-cfg.eval_every :]]
     io.write_csv(TRAIN_CURVE, train_curve)
     io.write_csv(VALIDATION_CURVE, validation_curve)
