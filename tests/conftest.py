@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from transformers import T5Config, T5ForConditionalGeneration
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BIN_DIR = Path(sys.executable).parent
@@ -79,3 +81,22 @@ def clone(source: Path, destination: Path) -> Path:
     """A copy of a prepared project directory, for a test to change freely."""
     shutil.copytree(source, destination)
     return destination
+
+
+def save_tiny_t5(directory: Path, vocab_size: int) -> Path:
+    """A small random T5 checkpoint standing in for a downloaded pretrained model."""
+    torch.manual_seed(0)
+    config = T5Config(
+        vocab_size=vocab_size,
+        d_model=64,
+        d_ff=128,
+        num_layers=2,
+        num_decoder_layers=2,
+        num_heads=2,
+        d_kv=32,
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+    )
+    T5ForConditionalGeneration(config).save_pretrained(directory)
+    return directory

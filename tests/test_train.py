@@ -14,14 +14,14 @@ import pytest
 import torch
 from peft import PeftModel
 from safetensors.torch import load_file
-from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, T5Config, T5ForConditionalGeneration
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, T5ForConditionalGeneration
 
 from unleet import params as params_module
 from unleet.batching import TokenBudgetBatches, padded
 from unleet.cli import main as cli
 from unleet.stages.train import MODEL_DIR
 
-from .conftest import clone, tool_environment
+from .conftest import clone, save_tiny_t5, tool_environment
 
 TRAIN = [sys.executable, "-m", "unleet.cli", "train"]
 
@@ -106,25 +106,6 @@ def test_lora_needs_a_pretrained_model(
     params_module.compose(["experiment=smoke", "peft=lora"])
     assert cli(["train"]) == 1
     assert "set model=pretrained" in capsys.readouterr().err
-
-
-def save_tiny_t5(directory: Path, vocab_size: int) -> Path:
-    """A small random T5 checkpoint standing in for a downloaded pretrained model."""
-    torch.manual_seed(0)
-    config = T5Config(
-        vocab_size=vocab_size,
-        d_model=64,
-        d_ff=128,
-        num_layers=2,
-        num_decoder_layers=2,
-        num_heads=2,
-        d_kv=32,
-        pad_token_id=0,
-        eos_token_id=1,
-        decoder_start_token_id=0,
-    )
-    T5ForConditionalGeneration(config).save_pretrained(directory)
-    return directory
 
 
 def logits(model: torch.nn.Module, tokenizer: Any, text: str) -> torch.Tensor:

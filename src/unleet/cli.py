@@ -30,12 +30,40 @@ def build_parser() -> argparse.ArgumentParser:
                 help="translate a stratified sample of N comments into reports/calibration.md "
                 "for review, leaving the stage output untouched",
             )
+    decode = commands.add_parser(
+        "decode", help="decode text given as arguments, in --file or on stdin: one output line per input line"
+    )
+    decode.add_argument("texts", nargs="*", help="texts to decode (none: read --file or stdin)")
+    decode.add_argument("--file", type=Path, help="a UTF-8 text file, one input per line")
+    decode.add_argument("--model", default="models/unleet", help="a model directory or LoRA adapter")
+    decode.add_argument("--batch-size", type=int, default=64)
+    decode.add_argument("--max-new-tokens", type=int, default=256)
+    decode.add_argument("--num-beams", type=int, default=1)
     show = commands.add_parser("lineage", help="print what a trained model was made from (its lineage.json)")
     show.add_argument("model_dir", nargs="?", default="models/unleet")
     compose = commands.add_parser("params", help="recompose params.yaml from conf/ (Hydra overrides allowed)")
     compose.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=small train.lr=1e-4")
     compose.add_argument("--output", default=str(params_module.PARAMS_FILE))
     return parser
+
+
+def decode(args: argparse.Namespace) -> None:
+    from unleet import decoder
+
+    if args.texts and args.file:
+        raise UnleetError("give texts or --file, not both")
+    if args.texts:
+        texts = args.texts
+    elif args.file:
+        if not args.file.is_file():
+            raise UnleetError(f"{args.file}: no such file")
+        texts = decoder.input_lines(args.file.read_bytes(), str(args.file))
+    else:
+        texts = decoder.input_lines(sys.stdin.buffer.read(), "stdin")
+    model = decoder.load(args.model)
+    options = {"batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens, "num_beams": args.num_beams}
+    for line in decoder.decode_lines(model, texts, **options):
+        print(line)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "params":
             print(f"wrote {params_module.compose(args.overrides, args.output)}")
+        elif args.command == "decode":
+            decode(args)
         elif args.command == "lineage":
             print(json.dumps(lineage.read(Path(args.model_dir)), indent=2))
         elif getattr(args, "calibrate", None):

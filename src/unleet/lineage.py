@@ -45,14 +45,12 @@ def data_hashes(upstream_of: str) -> dict[str, dict[str, str]]:
     import networkx
     from dvc.dependency.param import ParamsDependency
     from dvc.exceptions import DvcException
-    from dvc.repo import Repo
 
-    in_git = git_state()["commit"] is not None
     hashes: dict[str, dict[str, str]] = {}
     try:
-        with Repo(".", config={"core": {"no_scm": not in_git}}) as repo:
-            (stage,) = (stage for stage in repo.index.stages if getattr(stage, "name", None) == upstream_of)
-            stages = sorted(networkx.descendants(repo.index.graph, stage), key=lambda stage: stage.name)
+        with _dvc_repo() as repo:
+            (target,) = (stage for stage in repo.index.stages if getattr(stage, "name", None) == upstream_of)
+            stages = sorted(networkx.descendants(repo.index.graph, target), key=lambda stage: stage.name)
             produced = {out.def_path for stage in stages for out in stage.outs}
             for stage in stages:
                 for out in stage.outs:
@@ -67,11 +65,16 @@ def data_hashes(upstream_of: str) -> dict[str, dict[str, str]]:
     return dict(sorted(hashes.items()))
 
 
-def output_hash(path: Path) -> str:
-    """DVC's hash of the stage output at `path`, as the next `dvc.lock` will record it."""
+def _dvc_repo() -> Any:
+    """This DVC project, also where it is a plain copy outside git (as in stage tests)."""
     from dvc.repo import Repo
 
-    with Repo(".", config={"core": {"no_scm": git_state()["commit"] is None}}) as repo:
+    return Repo(".", config={"core": {"no_scm": git_state()["commit"] is None}})
+
+
+def output_hash(path: Path) -> str:
+    """DVC's hash of the stage output at `path`, as the next `dvc.lock` will record it."""
+    with _dvc_repo() as repo:
         for stage in repo.index.stages:
             for out in stage.outs:
                 if Path(out.def_path) == path:

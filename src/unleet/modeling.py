@@ -84,6 +84,8 @@ def with_adapter(model: PreTrainedModel, params: PeftParams) -> torch.nn.Module:
 
 def load_trained(directory: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """A model saved by `save_trained`: full weights, or a LoRA adapter over its recorded base checkpoint."""
+    if not directory.is_dir():
+        raise UnleetError(f"{directory}: no such model directory")
     if not any((directory / name).is_file() for name in ("config.json", "adapter_config.json")):
         raise UnleetError(f"{directory}: no trained model; run `dvc repro train` first")
     try:

@@ -14,13 +14,12 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from unleet import io, lineage, textmetrics, tracking
+from unleet.decoder import Decoder
 from unleet.lexicon import Normaliser
 from unleet.modeling import load_trained
-from unleet.params import EvaluateParams, Params
+from unleet.params import Params
 
 log = logging.getLogger(__name__)
 
@@ -31,37 +30,6 @@ METRICS = Path("metrics/eval.json")
 INTENSITY_TABLE = Path("metrics/eval_intensity.csv")
 SAMPLES = Path("metrics/predictions.jsonl")
 ERRORS = Path("metrics/eval_errors.csv")
-
-
-@torch.no_grad()
-def decode(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    texts: list[str],
-    params: EvaluateParams,
-    max_source_length: int,
-) -> list[str]:
-    """Greedy or beam decoding in batches sorted by length, returned in input order."""
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    outputs: list[str] = [""] * len(texts)
-    device = model.device
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-    for start in tqdm(range(0, len(order), params.batch_size), desc="decode", unit="batch"):
-        indices = order[start : start + params.batch_size]
-        batch = tokenizer(
-            [texts[i] for i in indices],
-            return_tensors="pt",
-            padding=True,
-            truncation=True,
-            max_length=max_source_length,
-        ).to(device)
-        with autocast:
-            generated = model.generate(
-                **batch, max_new_tokens=params.max_new_tokens, num_beams=params.num_beams, do_sample=False
-            )
-        for index, text in zip(indices, tokenizer.batch_decode(generated, skip_special_tokens=True), strict=True):
-            outputs[index] = text.strip()
-    return outputs
 
 
 def scores(predictions: list[str], targets: list[str]) -> dict[str, float]:
@@ -81,12 +49,14 @@ def main(params: Params) -> None:
 def score(params: Params, tracker: tracking.Tracker) -> None:
     rows = list(io.read_jsonl(TEST_SPLIT, required=["input", "target", "intensity"]))
     model, tokenizer = load_trained(TRAINED)
-    model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+    model.to("cuda" if torch.cuda.is_available() else "cpu")
+    decoder = Decoder(model, tokenizer, params.tokenizer.max_source_length)
 
     inputs = [row["input"] for row in rows]
     targets = [row["target"] for row in rows]
     started = time.perf_counter()
-    predictions = decode(model, tokenizer, inputs, params.evaluate, params.tokenizer.max_source_length)
+    options = params.evaluate
+    predictions = decoder.decode(inputs, options.batch_size, options.max_new_tokens, options.num_beams, progress=True)
     seconds = time.perf_counter() - started
     baseline = [Normaliser()(text) for text in inputs]
 

@@ -1,0 +1,92 @@
+"""A trained model ready to decode text: what `evaluate`, `unleet decode` and `unleet.load` share."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from unleet import lineage
+from unleet.errors import UnleetError
+from unleet.modeling import load_trained
+
+DEFAULT_MAX_SOURCE_LENGTH = 256
+
+
+class Decoder:
+    """Greedy or beam decoding in batches sorted by length (little padding), bf16 on CUDA."""
+
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, max_source_length: int) -> None:
+        self.model, self.tokenizer, self.max_source_length = model.eval(), tokenizer, max_source_length
+
+    @torch.no_grad()
+    def decode(
+        self,
+        texts: list[str],
+        batch_size: int = 64,
+        max_new_tokens: int = 256,
+        num_beams: int = 1,
+        progress: bool = False,
+    ) -> list[str]:
+        """One single-line output per input, in input order."""
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        outputs = [""] * len(texts)
+        device = self.model.device
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+        starts = range(0, len(order), batch_size)
+        for start in tqdm(starts, desc="decode", unit="batch", disable=not progress):
+            indices = order[start : start + batch_size]
+            batch = self.tokenizer(
+                [texts[i] for i in indices],
+                return_tensors="pt",
+                padding=True,
+                truncation=True,
+                max_length=self.max_source_length,
+            ).to(device)
+            with autocast:
+                generated = self.model.generate(
+                    **batch, max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=False
+                )
+            decoded = self.tokenizer.batch_decode(generated, skip_special_tokens=True)
+            for index, text in zip(indices, decoded, strict=True):
+                outputs[index] = " ".join(text.split())
+        return outputs
+
+
+def load(path: str | Path = "models/unleet", device: str | None = None) -> Decoder:
+    """A model directory (full weights, merged LoRA, or a LoRA adapter over its base) as a Decoder.
+
+    The source truncation length comes from the model's `lineage.json` when it has one.
+    """
+    directory = Path(path)
+    model, tokenizer = load_trained(directory)
+    model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    length = DEFAULT_MAX_SOURCE_LENGTH
+    if (directory / lineage.LINEAGE_FILE).is_file():
+        length = lineage.read(directory)["params"]["tokenizer"]["max_source_length"]
+    return Decoder(model, tokenizer, length)
+
+
+def input_lines(data: bytes, name: str) -> list[str]:
+    """Lines of a file or stdin to decode, refusing empty input and naming the first non-UTF-8 line."""
+    lines = data.splitlines()
+    for number, line in enumerate(lines, start=1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise UnleetError(f"{name}: line {number} is not UTF-8 text (byte {error.start})") from None
+    texts = [line.decode("utf-8") for line in lines]
+    if not any(text.strip() for text in texts):
+        raise UnleetError(f"{name}: empty, nothing to decode")
+    return texts
+
+
+def decode_lines(decoder: Decoder, texts: list[str], **options: int) -> list[str]:
+    """Decode every non-blank line; a blank line stays blank, so output lines match input lines."""
+    filled = [i for i, text in enumerate(texts) if text.strip()]
+    outputs = [""] * len(texts)
+    for index, output in zip(filled, decoder.decode([texts[i] for i in filled], **options), strict=True):
+        outputs[index] = output
+    return outputs
