@@ -142,5 +142,8 @@ def test_queued_tokenizer_sweep_and_metrics_diff(repo: Repo) -> None:
     assert sorted(kinds.values()) == ["byte", "sentencepiece"], experiments
     assert all("accuracy" in rev["data"]["metrics"]["metrics/eval.json"]["data"] for rev in swept.values())
 
-    changed = json.loads(repo.run("dvc", "metrics", "diff", "tok-1", "tok-2", "--json"))
+    changed = json.loads(repo.run("dvc", "metrics", "diff", "tok-1", "tok-2", "--all", "--json"))
     assert changed["metrics/tokenize.json"]["vocab_size"]["diff"] != 0
+    assert {"challenge.accuracy", "challenge.categories.gaming", "challenge.baseline_accuracy"} <= set(
+        changed["metrics/eval.json"]
+    )

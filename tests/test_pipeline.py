@@ -9,7 +9,8 @@ import pytest
 import yaml
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-from unleet import cli, params
+from unleet import cli, params, textmetrics
+from unleet.lexicon import Normaliser
 
 STAGES = ["scrape", "translate", "corrupt", "tokenize", "train", "evaluate"]
 
@@ -29,6 +30,15 @@ def test_all_stages_with_sentencepiece(workdir: Path, capsys: pytest.CaptureFixt
     metrics = json.loads((workdir / "metrics/eval.json").read_text())
     assert {"accuracy", "exact_match", "cer", "chrf", "baseline_accuracy", "intensity"} <= set(metrics)
     assert set(metrics["intensity"]) <= {"natural", "clean", "light", "medium", "heavy"}
+    challenge = [json.loads(line) for line in (workdir / "data/challenge/challenge.jsonl").read_text().splitlines()]
+    assert metrics["challenge"]["examples"] == len(challenge)
+    assert set(metrics["challenge"]["categories"]) == {case["category"] for case in challenge}
+    gaming = [case for case in challenge if case["category"] == "gaming"]
+    lexicon = Normaliser()
+    hits = sum(
+        textmetrics.normalise(lexicon(case["input"])) == textmetrics.normalise(case["expected"]) for case in gaming
+    )
+    assert metrics["challenge"]["baseline_categories"]["gaming"] == round(hits / len(gaming), 4)
     curve = (workdir / "metrics/train_curve.csv").read_text().splitlines()
     assert curve[0] == "step,train_loss,lr" and len(curve) == 1 + 12
     predictions = (workdir / "metrics/predictions.jsonl").read_text().splitlines()

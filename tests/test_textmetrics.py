@@ -1,8 +1,15 @@
 from __future__ import annotations
 
+import json
+from collections import Counter
+
 import pytest
 
 from unleet import textmetrics
+
+from .conftest import REPO_ROOT
+
+CHALLENGE = REPO_ROOT / "data/challenge/challenge.jsonl"
 
 
 def test_accuracy_ignores_case_punctuation_and_spacing() -> None:
@@ -40,3 +47,27 @@ def test_chrf_bounds() -> None:
 )
 def test_error_categories(source: str, prediction: str, target: str, category: str) -> None:
     assert textmetrics.error_category(source, prediction, target) == category
+
+
+def test_challenge_set_covers_every_category() -> None:
+    cases = [json.loads(line) for line in CHALLENGE.read_text(encoding="utf-8").splitlines()]
+    assert len(cases) >= 150
+    assert all(set(case) == {"category", "input", "expected"} and case["input"] and case["expected"] for case in cases)
+    inputs = [case["input"] for case in cases]
+    assert len(set(inputs)) == len(inputs), "duplicate inputs"
+    counts = Counter(case["category"] for case in cases)
+    assert set(counts) >= {
+        "number substitution",
+        "chat abbreviations",
+        "gaming",
+        "questions",
+        "emphasis and repetition",
+        "heavy symbol leet",
+        "long sentences",
+        "numbers that stay numbers",
+        "to too two for four",
+        "clean text",
+    }
+    assert min(counts.values()) >= 10
+    clean = [case for case in cases if case["category"] == "clean text"]
+    assert all(case["input"] == case["expected"] for case in clean)

@@ -12,6 +12,7 @@ import shutil
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -30,6 +31,31 @@ METRICS = Path("metrics/eval.json")
 INTENSITY_TABLE = Path("metrics/eval_intensity.csv")
 SAMPLES = Path("metrics/predictions.jsonl")
 ERRORS = Path("metrics/eval_errors.csv")
+CHALLENGE = Path("data/challenge/challenge.jsonl")
+CHALLENGE_TABLE = Path("metrics/eval_challenge.csv")
+CHALLENGE_PREDICTIONS = Path("metrics/challenge_predictions.jsonl")
+
+
+def grouped_accuracy(
+    name: str, groups: list[str], predictions: list[str], baseline: list[str], targets: list[str]
+) -> list[dict[str, Any]]:
+    """Model and baseline accuracy per group (an intensity, a challenge category), one row each."""
+    members: dict[str, list[int]] = defaultdict(list)
+    for index, group in enumerate(groups):
+        members[group].append(index)
+    return [
+        {
+            name: group,
+            "examples": len(indices),
+            "accuracy": round(
+                textmetrics.accuracy([predictions[i] for i in indices], [targets[i] for i in indices]), 4
+            ),
+            "baseline_accuracy": round(
+                textmetrics.accuracy([baseline[i] for i in indices], [targets[i] for i in indices]), 4
+            ),
+        }
+        for group, indices in sorted(members.items())
+    ]
 
 
 def scores(predictions: list[str], targets: list[str]) -> dict[str, float]:
@@ -60,20 +86,16 @@ def score(params: Params, tracker: tracking.Tracker) -> None:
     seconds = time.perf_counter() - started
     baseline = [Normaliser()(text) for text in inputs]
 
-    by_intensity: dict[str, list[int]] = defaultdict(list)
-    for index, row in enumerate(rows):
-        by_intensity[row["intensity"]].append(index)
-    table = []
-    for name, indices in sorted(by_intensity.items()):
-        subset = [targets[i] for i in indices]
-        table.append(
-            {
-                "intensity": name,
-                "examples": len(indices),
-                "accuracy": round(textmetrics.accuracy([predictions[i] for i in indices], subset), 4),
-                "baseline_accuracy": round(textmetrics.accuracy([baseline[i] for i in indices], subset), 4),
-            }
-        )
+    table = grouped_accuracy("intensity", [row["intensity"] for row in rows], predictions, baseline, targets)
+
+    challenge = list(io.read_jsonl(CHALLENGE, required=["category", "input", "expected"]))
+    challenge_inputs = [case["input"] for case in challenge]
+    expected = [case["expected"] for case in challenge]
+    answers = decoder.decode(challenge_inputs, options.batch_size, options.max_new_tokens, options.num_beams)
+    lexicon_answers = [Normaliser()(text) for text in challenge_inputs]
+    challenge_table = grouped_accuracy(
+        "category", [case["category"] for case in challenge], answers, lexicon_answers, expected
+    )
 
     categories = Counter(map(textmetrics.error_category, inputs, predictions, targets))
     errors = [
@@ -90,10 +112,30 @@ def score(params: Params, tracker: tracking.Tracker) -> None:
         "intensity": {row["intensity"]: row["accuracy"] for row in table},
         "baseline_intensity": {row["intensity"]: row["baseline_accuracy"] for row in table},
         "errors": {row["category"]: row["share"] for row in errors},
+        "challenge": {
+            "accuracy": round(textmetrics.accuracy(answers, expected), 4),
+            "baseline_accuracy": round(textmetrics.accuracy(lexicon_answers, expected), 4),
+            "examples": len(challenge),
+            "categories": {row["category"]: row["accuracy"] for row in challenge_table},
+            "baseline_categories": {row["category"]: row["baseline_accuracy"] for row in challenge_table},
+        },
     }
     io.write_json(METRICS, metrics)
     io.write_csv(INTENSITY_TABLE, table)
     io.write_csv(ERRORS, errors)
+    io.write_csv(CHALLENGE_TABLE, challenge_table)
+    io.write_jsonl(
+        CHALLENGE_PREDICTIONS,
+        (
+            {
+                **case,
+                "prediction": answer,
+                "baseline": lexicon,
+                "correct": textmetrics.normalise(answer) == textmetrics.normalise(case["expected"]),
+            }
+            for case, answer, lexicon in zip(challenge, answers, lexicon_answers, strict=True)
+        ),
+    )
     io.write_jsonl(
         SAMPLES,
         (
@@ -115,7 +157,7 @@ def score(params: Params, tracker: tracking.Tracker) -> None:
 
     tracker.log_metrics(tracking.flatten(metrics))
     tracker.set_tags({"model.md5": record["data"][str(TRAINED)]["md5"]})
-    tables = [INTENSITY_TABLE, ERRORS, SAMPLES]
+    tables = [INTENSITY_TABLE, ERRORS, CHALLENGE_TABLE, SAMPLES, CHALLENGE_PREDICTIONS]
     tracker.log_artifacts([MODEL_DIR / lineage.LINEAGE_FILE, MODEL_DIR / lineage.CARD_FILE, *tables])
     if params.tracking.register_model:
         tracker.register(MODEL_DIR, params.tracking.register_model)
