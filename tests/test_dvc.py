@@ -147,3 +147,16 @@ def test_queued_tokenizer_sweep_and_metrics_diff(repo: Repo) -> None:
     assert {"challenge.accuracy", "challenge.categories.gaming", "challenge.baseline_accuracy"} <= set(
         changed["metrics/eval.json"]
     )
+
+
+def test_report_compares_two_experiments(repo: Repo) -> None:
+    """Runs after the sweep above: tok-1 and tok-2 are experiments read through DVC, not the workspace."""
+    output = repo.run("unleet", "report", "tok-1", "tok-2", "--output", "reports/sweep")
+    assert "wrote reports/sweep/report.md" in output
+    report = (repo.root / "reports/sweep/report.md").read_text()
+    assert "# unleet report: tok-1 vs tok-2" in report and "| metric | tok-1 | tok-2 | change |" in report
+    assert "in tok-2" in report and "experiment tok-2" in report
+    for picture in ("accuracy_per_intensity.png", "accuracy_per_category.png", "loss_curves.png"):
+        assert (repo.root / "reports/sweep" / picture).read_bytes().startswith(b"\x89PNG"), picture
+        assert f"]({picture})" in report
+    assert "<table>" in (repo.root / "reports/sweep/report.html").read_text()

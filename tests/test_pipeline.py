@@ -50,6 +50,10 @@ def test_all_stages_with_sentencepiece(workdir: Path, capsys: pytest.CaptureFixt
     assert lineage["metrics"] == metrics and lineage["params"]["tokenizer"]["kind"] == "sentencepiece"
     assert set(lineage["data"]) >= {"data/raw/comments.jsonl", "data/tokenized", "models/trained"}
     assert lineage["rows"]["test"] == metrics["examples"]
+    assert cli.main(["report"]) == 0
+    report = (workdir / "reports/unleet/report.md").read_text()
+    assert "| metric | workspace |" in report and "## Worst failures by challenge category" in report
+    assert (workdir / "reports/unleet/accuracy_per_category.png").read_bytes().startswith(b"\x89PNG")
     card = (workdir / "models/unleet/README.md").read_text()
     assert "pipeline_tag: text2text-generation" in card and lineage["data"]["data/tokenized"]["md5"] in card
 

@@ -39,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("--batch-size", type=int, default=64)
     decode.add_argument("--max-new-tokens", type=int, default=256)
     decode.add_argument("--num-beams", type=int, default=1)
+    report = commands.add_parser(
+        "report", help="Markdown + HTML report with PNG plots of a model, or of two revisions or experiments"
+    )
+    report.add_argument("revisions", nargs="*", help="none: the workspace; one or two git revisions or experiments")
+    report.add_argument("--output", type=Path, default=Path("reports/unleet"))
     show = commands.add_parser("lineage", help="print what a trained model was made from (its lineage.json)")
     show.add_argument("model_dir", nargs="?", default="models/unleet")
     compose = commands.add_parser("params", help="recompose params.yaml from conf/ (Hydra overrides allowed)")
@@ -75,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {params_module.compose(args.overrides, args.output)}")
         elif args.command == "decode":
             decode(args)
+        elif args.command == "report":
+            from unleet import report
+
+            print(f"wrote {report.build(args.output, args.revisions)}")
         elif args.command == "lineage":
             print(json.dumps(lineage.read(Path(args.model_dir)), indent=2))
         elif getattr(args, "calibrate", None):
