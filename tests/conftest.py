@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -100,3 +104,41 @@ def save_tiny_t5(directory: Path, vocab_size: int) -> Path:
     )
     T5ForConditionalGeneration(config).save_pretrained(directory)
     return directory
+
+
+class Project:
+    """A project directory on which to run real commands (dvc, git, unleet) that must succeed."""
+
+    def __init__(self, root: Path, env: dict[str, str]) -> None:
+        self.root, self.env = root, env
+
+    def run(self, *args: str, timeout: float = 600) -> str:
+        result = subprocess.run(args, cwd=self.root, env=self.env, capture_output=True, text=True, timeout=timeout)
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, f"{' '.join(args)} failed:\n{output}"
+        return output
+
+
+def stages_run(output: str) -> list[str]:
+    """The stages a `dvc repro` / `dvc exp run` output says it ran, in order."""
+    return re.findall(r"Running stage '(\w+)'", output)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_serving(url: str, server: subprocess.Popen, seconds: float, log: Path | None = None) -> None:
+    """Poll `url` until it answers; fail (with the server's log) if the server exits or time runs out."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            return
+        except OSError:
+            output = log.read_text()[-3000:] if log else ""
+            assert server.poll() is None, f"{url}: server exited\n{output}"
+            assert time.monotonic() < deadline, f"{url}: no answer within {seconds} s\n{output}"
+            time.sleep(0.3)

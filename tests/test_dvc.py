@@ -8,40 +8,24 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from .conftest import copy_project, tool_environment
+from .conftest import Project, copy_project, stages_run, tool_environment
 
 pytestmark = pytest.mark.dvc
 STAGES = ["scrape", "translate", "corrupt", "tokenize", "train", "evaluate"]
 SMOKE = ["-S", "experiment=smoke"]
 
 
-class Repo:
-    def __init__(self, root: Path, env: dict[str, str]) -> None:
-        self.root, self.env = root, env
-
-    def run(self, *args: str, timeout: float = 600) -> str:
-        result = subprocess.run(args, cwd=self.root, env=self.env, capture_output=True, text=True, timeout=timeout)
-        output = result.stdout + result.stderr
-        assert result.returncode == 0, f"{' '.join(args)} failed:\n{output}"
-        return output
-
-
-def stages_run(output: str) -> list[str]:
-    return re.findall(r"Running stage '(\w+)'", output)
-
-
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory) -> Repo:
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Project:
     """A committed copy whose pipeline has been reproduced once with the smoke overlay."""
     root = copy_project(tmp_path_factory.mktemp("repo"))
-    repo = Repo(root, tool_environment())
+    repo = Project(root, tool_environment())
     repo.run("git", "init", "-q", "-b", "main")
     repo.run("git", "add", "-A")
     repo.run("git", "commit", "-q", "-m", "copy")
@@ -52,7 +36,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Repo:
     return repo
 
 
-def test_repeat_repro_is_up_to_date(repo: Repo) -> None:
+def test_repeat_repro_is_up_to_date(repo: Project) -> None:
     output = repo.run("dvc", "repro")
     assert stages_run(output) == []
     assert "up to date" in output
@@ -69,7 +53,7 @@ def lock_hashes(root: Path) -> dict[str, str]:
     }
 
 
-def test_lineage_hashes_equal_dvc_lock_after_exp_run_and_repro(repo: Repo) -> None:
+def test_lineage_hashes_equal_dvc_lock_after_exp_run_and_repro(repo: Project) -> None:
     lineage = json.loads((repo.root / "models/unleet/lineage.json").read_text())
     recorded = lock_hashes(repo.root)
     assert {path: entry["md5"] for path, entry in lineage["data"].items()} == {
@@ -94,7 +78,7 @@ def test_lineage_hashes_equal_dvc_lock_after_exp_run_and_repro(repo: Repo) -> No
 PLOT_IDS = ["Loss per step", "Accuracy per intensity", "Baseline accuracy per intensity", "Errors by category"]
 
 
-def test_plots_show_and_diff_render_html(repo: Repo) -> None:
+def test_plots_show_and_diff_render_html(repo: Project) -> None:
     repo.run("dvc", "plots", "show", "-o", "plots-show")
     page = (repo.root / "plots-show/index.html").read_text()
     assert all(plot_id in page for plot_id in PLOT_IDS), page[:2000]
@@ -104,17 +88,17 @@ def test_plots_show_and_diff_render_html(repo: Repo) -> None:
     assert all(plot_id in page for plot_id in PLOT_IDS) and "HEAD~1" in page
 
 
-def test_lr_change_reruns_only_train_and_evaluate(repo: Repo) -> None:
+def test_lr_change_reruns_only_train_and_evaluate(repo: Project) -> None:
     output = repo.run("dvc", "exp", "run", *SMOKE, "-S", "train.lr=0.001")
     assert stages_run(output) == ["train", "evaluate"]
 
 
-def test_corrupt_seed_reruns_corrupt_and_downstream(repo: Repo) -> None:
+def test_corrupt_seed_reruns_corrupt_and_downstream(repo: Project) -> None:
     output = repo.run("dvc", "exp", "run", *SMOKE, "-S", "corrupt.seed=99")
     assert stages_run(output) == ["corrupt", "tokenize", "train", "evaluate"]
 
 
-def test_queued_tokenizer_sweep_and_metrics_diff(repo: Repo) -> None:
+def test_queued_tokenizer_sweep_and_metrics_diff(repo: Project) -> None:
     repo.run("git", "checkout", "--", ".")
     repo.run("dvc", "exp", "run", *SMOKE, "-S", "tokenizer=byte,sentencepiece", "--queue", "-n", "tok")
     repo.run("dvc", "queue", "start", "--jobs", "1")
@@ -149,7 +133,7 @@ def test_queued_tokenizer_sweep_and_metrics_diff(repo: Repo) -> None:
     )
 
 
-def test_report_compares_two_experiments(repo: Repo) -> None:
+def test_report_compares_two_experiments(repo: Project) -> None:
     """Runs after the sweep above: tok-1 and tok-2 are experiments read through DVC, not the workspace."""
     output = repo.run("unleet", "report", "tok-1", "tok-2", "--output", "reports/sweep")
     assert "wrote reports/sweep/report.md" in output

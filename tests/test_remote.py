@@ -8,27 +8,26 @@ was pushed, and pushes an experiment back, which the second clone then pulls.
 from __future__ import annotations
 
 import json
-import re
-import socket
 import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import pytest
 
-from .conftest import BIN_DIR, REPO_ROOT, copy_project, tool_environment
+from .conftest import (
+    BIN_DIR,
+    REPO_ROOT,
+    Project,
+    copy_project,
+    free_port,
+    stages_run,
+    tool_environment,
+    wait_until_serving,
+)
 
 pytestmark = pytest.mark.dvc
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "unleet-test", "AWS_SECRET_ACCESS_KEY": "unleet-test-secret"}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture
@@ -42,14 +41,7 @@ def s3_endpoint() -> Iterator[str]:
     )
     endpoint = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(endpoint, timeout=2).close()
-                break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, "moto server did not start"
-                time.sleep(0.2)
+        wait_until_serving(endpoint, server, seconds=60)
         s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **_boto(CREDENTIALS))
         s3.create_bucket(Bucket="unleet")
         yield endpoint
@@ -62,27 +54,12 @@ def _boto(credentials: dict[str, str]) -> dict[str, str]:
     return {key.lower(): value for key, value in credentials.items()}
 
 
-class Clone:
-    def __init__(self, root: Path, env: dict[str, str]) -> None:
-        self.root, self.env = root, env
-
-    def run(self, *args: str, timeout: float = 600) -> str:
-        result = subprocess.run(args, cwd=self.root, env=self.env, capture_output=True, text=True, timeout=timeout)
-        output = result.stdout + result.stderr
-        assert result.returncode == 0, f"{' '.join(args)} failed:\n{output}"
-        return output
-
-
-def stages_run(output: str) -> list[str]:
-    return re.findall(r"Running stage '(\w+)'", output)
-
-
 def test_push_pull_repro_and_experiments_through_s3(s3_endpoint: str, tmp_path: Path) -> None:
     env = {**tool_environment(), **CREDENTIALS, "AWS_DEFAULT_REGION": "us-east-1"}
     origin = tmp_path / "origin.git"
     subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], check=True)
 
-    first = Clone(copy_project(tmp_path / "first"), env)
+    first = Project(copy_project(tmp_path / "first"), env)
     first.run("git", "init", "-q", "-b", "main")
     first.run("dvc", "remote", "add", "-d", "storage", "s3://unleet/store")
     first.run("dvc", "remote", "modify", "storage", "endpointurl", s3_endpoint)
@@ -95,7 +72,7 @@ def test_push_pull_repro_and_experiments_through_s3(s3_endpoint: str, tmp_path: 
     first.run("dvc", "push", "--run-cache")
     assert "unleet-test-secret" not in (first.root / ".dvc/config").read_text()
 
-    second = Clone(tmp_path / "second", env)
+    second = Project(tmp_path / "second", env)
     subprocess.run(["git", "clone", "-q", str(origin), str(second.root)], check=True, env=env)
     second.run("dvc", "pull")
     assert "Data and pipelines are up to date" in second.run("dvc", "status")
@@ -103,7 +80,7 @@ def test_push_pull_repro_and_experiments_through_s3(s3_endpoint: str, tmp_path: 
     released = json.loads((second.root / "models/unleet/lineage.json").read_text())
     assert released == json.loads((first.root / "models/unleet/lineage.json").read_text())
 
-    third = Clone(tmp_path / "third", env)
+    third = Project(tmp_path / "third", env)
     subprocess.run(["git", "clone", "-q", str(origin), str(third.root)], check=True, env=env)
     third.run("dvc", "pull", "tokenize")  # only upstream outputs, as a box that will retrain needs
     assert stages_run(third.run("dvc", "repro", "--pull", "--allow-missing")) == []
@@ -126,7 +103,7 @@ def test_push_pull_repro_and_experiments_through_s3(s3_endpoint: str, tmp_path: 
 
 
 def test_box_script_refuses_an_s3_remote_without_credentials(tmp_path: Path) -> None:
-    clone = Clone(copy_project(tmp_path / "clone"), {**tool_environment(), "HOME": str(tmp_path)})
+    clone = Project(copy_project(tmp_path / "clone"), {**tool_environment(), "HOME": str(tmp_path)})
     clone.run("git", "init", "-q", "-b", "main")
     clone.run("dvc", "remote", "add", "-d", "storage", "s3://unleet/store")
     result = subprocess.run(

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,13 +14,7 @@ from mlflow.tracking import MlflowClient
 from unleet import params as params_module
 from unleet.cli import main as cli
 
-from .conftest import BIN_DIR, clone
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from .conftest import BIN_DIR, clone, free_port, wait_until_serving
 
 
 @pytest.fixture(scope="module")
@@ -49,15 +40,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=2).close()
-                break
-            except OSError:
-                assert server.poll() is None, (store / "server.log").read_text()[-3000:]
-                assert time.monotonic() < deadline, "mlflow server did not start in 120 s"
-                time.sleep(0.5)
+        wait_until_serving(f"{url}/health", server, seconds=120, log=store / "server.log")
         yield url
     finally:
         server.terminate()

@@ -84,7 +84,8 @@ def score(params: Params, tracker: tracking.Tracker) -> None:
     options = params.evaluate
     predictions = decoder.decode(inputs, options.batch_size, options.max_new_tokens, options.num_beams, progress=True)
     seconds = time.perf_counter() - started
-    baseline = [Normaliser()(text) for text in inputs]
+    lexicon_baseline = Normaliser()
+    baseline = [lexicon_baseline(text) for text in inputs]
 
     table = grouped_accuracy("intensity", [row["intensity"] for row in rows], predictions, baseline, targets)
 
@@ -92,7 +93,7 @@ def score(params: Params, tracker: tracking.Tracker) -> None:
     challenge_inputs = [case["input"] for case in challenge]
     expected = [case["expected"] for case in challenge]
     answers = decoder.decode(challenge_inputs, options.batch_size, options.max_new_tokens, options.num_beams)
-    lexicon_answers = [Normaliser()(text) for text in challenge_inputs]
+    lexicon_answers = [lexicon_baseline(text) for text in challenge_inputs]
     challenge_table = grouped_accuracy(
         "category", [case["category"] for case in challenge], answers, lexicon_answers, expected
     )
