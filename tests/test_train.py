@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -12,16 +13,19 @@ from typing import Any
 
 import pytest
 import torch
+import yaml
 from peft import PeftModel
 from safetensors.torch import load_file
-from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, T5ForConditionalGeneration
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, ByT5Tokenizer, T5ForConditionalGeneration
 
 from unleet import params as params_module
 from unleet.batching import TokenBudgetBatches, padded
 from unleet.cli import main as cli
+from unleet.modeling import build_model
+from unleet.params import ModelParams
 from unleet.stages.train import MODEL_DIR
 
-from .conftest import clone, save_tiny_t5, tool_environment
+from .conftest import REPO_ROOT, clone, save_tiny_t5, tool_environment
 
 TRAIN = [sys.executable, "-m", "unleet.cli", "train"]
 
@@ -43,6 +47,21 @@ def test_batches_respect_the_budget_and_cover_every_example_once() -> None:
 
 def weights(root: Path) -> dict[str, torch.Tensor]:
     return load_file(root / "models/trained/model.safetensors")
+
+
+@pytest.mark.parametrize("preset", ["tiny", "small"])
+def test_fresh_model_starts_near_uniform_loss(preset: str) -> None:
+    """A model from a preset starts near ln(vocabulary), not at the ~70 of an unscaled untied head."""
+    torch.manual_seed(0)
+    tokenizer = ByT5Tokenizer()
+    preset_params = ModelParams(**yaml.safe_load((REPO_ROOT / "conf" / "model" / f"{preset}.yaml").read_text()))
+    model = build_model(preset_params, tokenizer)
+    batch = tokenizer(
+        ["idk wh4t 2 d0 tbh"] * 4, text_target=["I don't know what to do, to be honest."] * 4, return_tensors="pt"
+    )
+    with torch.no_grad():
+        loss = float(model(**batch).loss)
+    assert loss < 1.5 * math.log(len(tokenizer)), loss
 
 
 def test_killed_training_resumes_to_the_same_weights(tokenized: Path, tmp_path: Path) -> None:

@@ -43,7 +43,12 @@ def build_model(params: ModelParams, tokenizer: PreTrainedTokenizerBase) -> T5Fo
         eos_token_id=tokenizer.eos_token_id,
         decoder_start_token_id=tokenizer.pad_token_id,
     )
-    return T5ForConditionalGeneration(config)
+    model = T5ForConditionalGeneration(config)
+    # transformers draws an untied lm_head with std 1.0, made for the tied head whose input T5
+    # scales by d_model**-0.5. Untied, that starts the loss near 70 instead of ln(vocab) ≈ 6 and
+    # training from scratch stalls on repeated tokens; apply the same scale to the weights instead.
+    torch.nn.init.normal_(model.lm_head.weight, std=params.d_model**-0.5)
+    return model
 
 
 def _load_pretrained(params: ModelParams, tokenizer: PreTrainedTokenizerBase) -> T5ForConditionalGeneration:
