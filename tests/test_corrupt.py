@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
+from unleet import cleantext, io
+from unleet.cli import main as unleet
 from unleet.errors import UnleetError
-from unleet.params import CorruptParams, IntensityMix, SplitShares
+from unleet.params import CleanTextParams, CorruptParams, IntensityMix, SplitShares
 from unleet.stages import corrupt
 
 SENTENCES = [
@@ -24,6 +28,10 @@ def make_pairs(count: int) -> list[dict[str, str]]:
     return [{"id": f"c{i}", "original": "x", "formal": SENTENCES[i % len(SENTENCES)]} for i in range(count)]
 
 
+def clean_text_params(path: str | Path, **changes: object) -> CleanTextParams:
+    return CleanTextParams(path=str(path), min_chars=10, max_chars=300, variants=2, **changes)
+
+
 def make_params(**changes: object) -> CorruptParams:
     params = CorruptParams(
         seed=13,
@@ -32,6 +40,7 @@ def make_params(**changes: object) -> CorruptParams:
         preserve_share=0.1,
         include_original=True,
         splits=SplitShares(0.8, 0.1, 0.1),
+        clean_text=clean_text_params("unused"),
     )
     for key, value in changes.items():
         setattr(params, key, value)
@@ -90,3 +99,98 @@ def test_bad_shares_are_named() -> None:
 def test_empty_split_is_named() -> None:
     with pytest.raises(UnleetError, match=r"split '(validation|test)' is empty"):
         corrupt.build_splits(make_pairs(3), make_params(splits=SplitShares(0.999, 0.0005, 0.0005)))
+
+
+def write_corpus(directory: Path) -> Path:
+    """A corpus directory as a user would drop it in: text, JSONL in a subfolder, and a README."""
+    (directory / "more").mkdir(parents=True)
+    (directory / "README.md").write_text("not a corpus file\n")
+    (directory / "a.txt").write_text("We should meet at the station at noon.\n\nToo short\nShort.\n")
+    rows = [{"text": "I  will be there in ten minutes."}, {"text": "We should meet at the station at noon!"}]
+    (directory / "more" / "b.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return directory
+
+
+def test_gather_reads_text_and_jsonl_and_drops_short_duplicate_and_held_out(tmp_path: Path) -> None:
+    corpus = write_corpus(tmp_path / "corpus")
+    params = clean_text_params(corpus)
+    texts, counts = cleantext.gather(params, held_out=[], known=[])
+    assert texts == ["We should meet at the station at noon.", "I will be there in ten minutes."]
+    assert counts == {"texts": 2, "skipped_duplicate": 1, "skipped_length": 2}
+
+    texts, counts = cleantext.gather(params, held_out=["i will be there in TEN minutes"], known=[])
+    assert texts == ["We should meet at the station at noon."]
+    assert counts["skipped_held_out"] == 1
+    texts, _ = cleantext.gather(clean_text_params(corpus, limit=1), held_out=[], known=[])
+    assert len(texts) == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"text": "ok then"}\n{broken\n', r"b\.jsonl:2: invalid JSON"),
+        ('{"body": "x"}\n', r"b\.jsonl:1: no text field 'text'"),
+    ],
+)
+def test_bad_corpus_lines_are_named(tmp_path: Path, content: str, message: str) -> None:
+    (tmp_path / "b.jsonl").write_text(content)
+    with pytest.raises(UnleetError, match=message):
+        cleantext.gather(clean_text_params(tmp_path / "b.jsonl"), [], [])
+
+
+def test_missing_corpus_path_is_named(tmp_path: Path) -> None:
+    with pytest.raises(UnleetError, match=r"corrupt\.clean_text\.path=.*nowhere: no such file"):
+        cleantext.gather(clean_text_params(tmp_path / "nowhere"), [], [])
+
+
+def test_dataset_source_through_datasets(tmp_path: Path) -> None:
+    """A local dataset directory goes through `datasets.load_dataset`, as a hub id would."""
+    dataset = tmp_path / "dataset"
+    dataset.mkdir()
+    rows = [{"sentence": f"This is clean sentence number {i}."} for i in range(5)]
+    (dataset / "train.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    params = clean_text_params(empty, dataset=str(dataset), dataset_field="sentence", limit=3)
+    texts, counts = cleantext.gather(params, held_out=["This is clean sentence number 1."], known=[])
+    assert texts == [
+        "This is clean sentence number 0.",
+        "This is clean sentence number 2.",
+        "This is clean sentence number 3.",
+    ]
+    assert counts == {"texts": 3, "skipped_held_out": 1}
+    with pytest.raises(UnleetError, match=r"no column 'text'.*dataset_field.*sentence"):
+        cleantext.gather(clean_text_params(empty, dataset=str(dataset)), [], [])
+    with pytest.raises(UnleetError, match=r"dataset=.*missing: cannot load"):
+        cleantext.gather(clean_text_params(empty, dataset=str(tmp_path / "missing")), [], [])
+
+
+def test_extra_texts_go_to_train_only() -> None:
+    pairs = make_pairs(100)
+    extra = [f"Extra clean text number {i} for training." for i in range(30)]
+    plain = corrupt.build_splits(pairs, make_params())
+    splits = corrupt.build_splits(pairs, make_params(), extra)
+    assert splits["validation"] == plain["validation"] and splits["test"] == plain["test"]
+    added = [row for row in splits["train"] if row["source_id"].startswith(corrupt.EXTRA_PREFIX)]
+    assert len(added) == 2 * len(extra) and {row["target"] for row in added} == set(extra)
+    assert len(splits["train"]) == len(plain["train"]) + len(added)
+
+
+def test_stage_keeps_evaluation_texts_out_of_extra_text(workdir: Path) -> None:
+    """The corrupt stage end to end: a corpus holding test and challenge texts adds only the rest."""
+    for command in (["params"], ["scrape"], ["translate"]):
+        assert unleet(command) == 0
+    pairs = list(io.read_jsonl("data/translated/pairs.jsonl"))
+    assigned = corrupt.assign(pairs, make_params())
+    test_target = next(pair["formal"] for pair in assigned["test"] if 10 <= len(pair["formal"]) <= 300)
+    cases = [json.loads(line) for line in Path("data/challenge/challenge.jsonl").read_text().splitlines()]
+    challenge = next(case["expected"] for case in cases if len(case["expected"]) >= 10)
+    fresh = ["A sentence nobody has written in this project before.", "Another one, also new to the project."]
+    Path("data/clean_text/corpus.txt").write_text("\n".join([test_target, challenge, *fresh]) + "\n")
+    assert unleet(["corrupt"]) == 0
+
+    train = list(io.read_jsonl("data/corrupted/train.jsonl"))
+    assert {row["target"] for row in train if row["source_id"].startswith(corrupt.EXTRA_PREFIX)} == set(fresh)
+    assert test_target not in {row["target"] for row in train}
+    metrics = json.loads(Path("metrics/corrupt.json").read_text())
+    assert metrics["clean_text"] == {"texts": 2, "skipped_held_out": 2}

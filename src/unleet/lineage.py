@@ -95,7 +95,8 @@ def split_rows() -> dict[str, int]:
     """Examples per split, from the corrupt stage's metrics: present even where the splits were not pulled."""
     if not CORRUPT_METRICS.is_file():
         raise UnleetError(f"{CORRUPT_METRICS}: not found; run `dvc repro corrupt` first")
-    return {split: counts["examples"] for split, counts in json.loads(CORRUPT_METRICS.read_text()).items()}
+    metrics = json.loads(CORRUPT_METRICS.read_text())
+    return {split: metrics[split]["examples"] for split in ("train", "validation", "test")}
 
 
 def collect(params: Params, metrics: dict[str, Any], stage: str) -> dict[str, Any]:

@@ -90,6 +90,23 @@ class SplitShares:
 
 
 @dataclass
+class CleanTextParams:
+    """Extra clean texts for synthetic pairs (see `unleet.cleantext`); `path` is a DVC dependency."""
+
+    path: str = MISSING
+    field: str = "text"
+    dataset: str | None = None
+    dataset_config: str | None = None
+    dataset_split: str = "train"
+    dataset_field: str = "text"
+    dataset_revision: str | None = None
+    min_chars: int = MISSING
+    max_chars: int = MISSING
+    limit: int | None = None
+    variants: int = MISSING
+
+
+@dataclass
 class CorruptParams:
     seed: int = MISSING
     variants: int = MISSING
@@ -97,6 +114,7 @@ class CorruptParams:
     preserve_share: float = MISSING
     include_original: bool = MISSING
     splits: SplitShares = field(default_factory=SplitShares)
+    clean_text: CleanTextParams = field(default_factory=CleanTextParams)
 
 
 @dataclass

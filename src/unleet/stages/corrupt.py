@@ -4,7 +4,9 @@ Each translated comment gives its real pair (`natural`) plus `variants` syntheti
 its formal side at a light/medium/heavy mix, some left clean (`clean`) so the model learns to
 leave good text and real numbers alone. Comments are assigned to splits by a seeded hash of their
 id before variants are made, so no comment's variants cross splits, and adding comments never
-moves the others. Every random choice is seeded per comment and variant: reruns are identical.
+moves the others. Extra clean texts (`corrupt.clean_text`, see `unleet.cleantext`) add synthetic
+pairs to the training split only, never any text of the validation, test or challenge sets.
+Every random choice is seeded per comment and variant: reruns are identical.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from unleet import io
+from unleet import cleantext, io
 from unleet.errors import UnleetError
 from unleet.lexicon import LEXICON_PATH, load_table
 from unleet.params import CorruptParams, Params
@@ -25,10 +27,12 @@ from unleet.params import CorruptParams, Params
 log = logging.getLogger(__name__)
 
 INPUT = Path("data/translated/pairs.jsonl")
+CHALLENGE = Path("data/challenge/challenge.jsonl")
 OUTPUT_DIR = Path("data/corrupted")
 METRICS = Path("metrics/corrupt.json")
 SPLITS = ("train", "validation", "test")
 INTENSITIES = ("light", "medium", "heavy")
+EXTRA_PREFIX = "extra-"  # source ids of pairs made from extra clean text
 
 
 @dataclass(frozen=True)
@@ -108,15 +112,14 @@ def split_of(source_id: str, params: CorruptParams) -> str:
     return "validation" if point < shares.train + shares.validation else "test"
 
 
-def examples_for(pair: dict[str, str], params: CorruptParams, corrupter: Corrupter) -> list[dict[str, str]]:
-    """The natural pair (if kept) and the seeded synthetic variants of one comment."""
-    source_id, formal = pair["id"], pair["formal"]
-    rows = []
-    if params.include_original:
-        rows.append({"input": pair["original"], "target": formal, "intensity": "natural"})
+def synthetic_rows(
+    source_id: str, formal: str, variants: int, params: CorruptParams, corrupter: Corrupter
+) -> list[dict[str, str]]:
+    """`variants` seeded corruptions of one clean text at the configured intensity mix."""
     mix = params.intensity_mix
     weights = [mix.light, mix.medium, mix.heavy]
-    for variant in range(params.variants):
+    rows = []
+    for variant in range(variants):
         rng = random.Random(f"{params.seed}:{source_id}:{variant}")
         if rng.random() < params.preserve_share:
             rows.append({"input": formal, "target": formal, "intensity": "clean"})
@@ -124,6 +127,19 @@ def examples_for(pair: dict[str, str], params: CorruptParams, corrupter: Corrupt
         name = rng.choices(INTENSITIES, weights)[0]
         rows.append({"input": corrupter(formal, SETTINGS[name], rng), "target": formal, "intensity": name})
     return [{**row, "source_id": source_id} for row in rows]
+
+
+def examples_for(pair: dict[str, str], params: CorruptParams, corrupter: Corrupter) -> list[dict[str, str]]:
+    """The natural pair (if kept) and the seeded synthetic variants of one comment."""
+    source_id, formal = pair["id"], pair["formal"]
+    rows = synthetic_rows(source_id, formal, params.variants, params, corrupter)
+    if params.include_original:
+        rows.insert(0, {"input": pair["original"], "target": formal, "intensity": "natural", "source_id": source_id})
+    return rows
+
+
+def extra_id(text: str) -> str:
+    return EXTRA_PREFIX + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def validate(params: CorruptParams) -> None:
@@ -137,12 +153,26 @@ def validate(params: CorruptParams) -> None:
         raise UnleetError("corrupt.preserve_share: must lie in [0, 1]")
 
 
-def build_splits(pairs: list[dict[str, str]], params: CorruptParams) -> dict[str, list[dict[str, str]]]:
+def assign(pairs: list[dict[str, str]], params: CorruptParams) -> dict[str, list[dict[str, str]]]:
+    """The translated comments of each split."""
     validate(params)
-    corrupter = Corrupter(load_table(LEXICON_PATH))
-    splits: dict[str, list[dict[str, str]]] = {name: [] for name in SPLITS}
+    assigned: dict[str, list[dict[str, str]]] = {name: [] for name in SPLITS}
     for pair in pairs:
-        splits[split_of(pair["id"], params)].extend(examples_for(pair, params, corrupter))
+        assigned[split_of(pair["id"], params)].append(pair)
+    return assigned
+
+
+def build_splits(
+    pairs: list[dict[str, str]], params: CorruptParams, extra_texts: list[str] = ()
+) -> dict[str, list[dict[str, str]]]:
+    """The shuffled examples of each split; `extra_texts` add synthetic pairs to train only."""
+    corrupter = Corrupter(load_table(LEXICON_PATH))
+    splits = {
+        name: [row for pair in members for row in examples_for(pair, params, corrupter)]
+        for name, members in assign(pairs, params).items()
+    }
+    for text in extra_texts:
+        splits["train"] += synthetic_rows(extra_id(text), text, params.clean_text.variants, params, corrupter)
     for name, rows in splits.items():
         if not rows:
             raise UnleetError(
@@ -153,20 +183,37 @@ def build_splits(pairs: list[dict[str, str]], params: CorruptParams) -> dict[str
     return splits
 
 
+def gather_clean_text(pairs: list[dict[str, str]], params: CorruptParams) -> tuple[list[str], dict[str, int]]:
+    """Extra clean texts, none of which is a text of validation, test or the challenge set."""
+    assigned = assign(pairs, params)
+    held_out = [
+        text
+        for name in ("validation", "test")
+        for pair in assigned[name]
+        for text in (pair["original"], pair["formal"])
+    ]
+    held_out += [
+        text
+        for case in io.read_jsonl(CHALLENGE, required=["input", "expected"])
+        for text in (case["input"], case["expected"])
+    ]
+    known = [text for pair in assigned["train"] for text in (pair["original"], pair["formal"])]
+    return cleantext.gather(params.clean_text, held_out, known)
+
+
 def main(params: Params) -> None:
     pairs = list(io.read_jsonl(INPUT, required=["id", "original", "formal"]))
-    splits = build_splits(pairs, params.corrupt)
+    extra_texts, extra_counts = gather_clean_text(pairs, params.corrupt)
+    splits = build_splits(pairs, params.corrupt, extra_texts)
     for name, rows in splits.items():
         io.write_jsonl(OUTPUT_DIR / f"{name}.jsonl", rows)
-    io.write_json(
-        METRICS,
-        {
-            name: {
-                "examples": len(rows),
-                "comments": len({row["source_id"] for row in rows}),
-                "intensity": dict(sorted(Counter(row["intensity"] for row in rows).items())),
-            }
-            for name, rows in splits.items()
-        },
-    )
-    log.info("corrupt: %s", {name: len(rows) for name, rows in splits.items()})
+    summary: dict[str, object] = {
+        name: {
+            "examples": len(rows),
+            "comments": len({row["source_id"] for row in rows if not row["source_id"].startswith(EXTRA_PREFIX)}),
+            "intensity": dict(sorted(Counter(row["intensity"] for row in rows).items())),
+        }
+        for name, rows in splits.items()
+    }
+    io.write_json(METRICS, {**summary, "clean_text": extra_counts})
+    log.info("corrupt: %s; extra clean texts: %s", {name: len(rows) for name, rows in splits.items()}, extra_counts)

@@ -21,6 +21,7 @@ from unleet.decoder import Decoder
 from unleet.lexicon import Normaliser
 from unleet.modeling import load_trained
 from unleet.params import Params
+from unleet.stages import corrupt
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ METRICS = Path("metrics/eval.json")
 INTENSITY_TABLE = Path("metrics/eval_intensity.csv")
 SAMPLES = Path("metrics/predictions.jsonl")
 ERRORS = Path("metrics/eval_errors.csv")
-CHALLENGE = Path("data/challenge/challenge.jsonl")
+CHALLENGE = corrupt.CHALLENGE
 CHALLENGE_TABLE = Path("metrics/eval_challenge.csv")
 CHALLENGE_PREDICTIONS = Path("metrics/challenge_predictions.jsonl")
 
