@@ -10,12 +10,12 @@ target (validation, test, challenge) are dropped, so the extra text can only eve
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from itertools import chain
 from pathlib import Path
 
+from unleet import io
 from unleet.errors import UnleetError
 from unleet.params import CleanTextParams
 from unleet.textmetrics import normalise
@@ -36,20 +36,14 @@ def corpus_files(path: Path) -> list[Path]:
 
 def read_file(path: Path, field: str) -> Iterator[str]:
     """Texts of one corpus file; a broken JSONL line or a missing field names file and line."""
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            if path.suffix == ".txt":
-                yield line.strip()
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise UnleetError(f"{path}:{number}: invalid JSON ({error.msg})") from None
-            if not isinstance(row, dict) or not isinstance(row.get(field), str):
-                raise UnleetError(f"{path}:{number}: no text field {field!r} (corrupt.clean_text.field)")
-            yield row[field]
+    if path.suffix == ".txt":
+        with path.open(encoding="utf-8") as handle:
+            yield from (line.strip() for line in handle if line.strip())
+        return
+    for number, row in io.numbered_jsonl(path):
+        if not isinstance(row.get(field), str):
+            raise UnleetError(f"{path}:{number}: no text field {field!r} (corrupt.clean_text.field)")
+        yield row[field]
 
 
 def read_dataset(params: CleanTextParams) -> Iterator[str]:

@@ -87,6 +87,15 @@ def write_csv(path: str | Path, rows: list[dict[str, Any]]) -> None:
 def read_jsonl(path: str | Path, required: Iterable[str] = ()) -> Iterator[dict[str, Any]]:
     """Yield objects from a JSONL file; a broken line or a missing key names file and line."""
     required = tuple(required)
+    for number, row in numbered_jsonl(path):
+        missing = [key for key in required if key not in row]
+        if missing:
+            raise UnleetError(f"{path}:{number}: missing key(s) {', '.join(missing)}")
+        yield row
+
+
+def numbered_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line number, object) from a JSONL file, skipping blank lines; a broken line names file and line."""
     path = Path(path)
     if not path.is_file():
         raise UnleetError(f"{path}: file not found")
@@ -100,7 +109,4 @@ def read_jsonl(path: str | Path, required: Iterable[str] = ()) -> Iterator[dict[
                 raise UnleetError(f"{path}:{number}: invalid JSON ({error.msg})") from None
             if not isinstance(row, dict):
                 raise UnleetError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
-            missing = [key for key in required if key not in row]
-            if missing:
-                raise UnleetError(f"{path}:{number}: missing key(s) {', '.join(missing)}")
-            yield row
+            yield number, row

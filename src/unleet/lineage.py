@@ -99,12 +99,15 @@ def split_rows() -> dict[str, int]:
     return {split: metrics[split]["examples"] for split in ("train", "validation", "test")}
 
 
-def collect(params: Params, metrics: dict[str, Any], stage: str) -> dict[str, Any]:
+def collect(
+    params: Params, metrics: dict[str, Any], stage: str, data: dict[str, dict[str, str]] | None = None
+) -> dict[str, Any]:
+    """The lineage record; `data` takes hashes already computed this run (the tracker's) instead of rehashing."""
     return {
         "git": git_state(),
         "experiment": os.environ.get("DVC_EXP_NAME"),
         "params": OmegaConf.to_container(OmegaConf.structured(params)),
-        "data": data_hashes(upstream_of=stage),
+        "data": data if data is not None else data_hashes(upstream_of=stage),
         "rows": split_rows(),
         "metrics": metrics,
     }

@@ -87,6 +87,7 @@ class Tracker:
         self.client: Any = None
         self.run_id: str | None = None
         self.pending: list[Any] = []
+        self.data: dict[str, dict[str, str]] | None = None  # DVC hashes of the stage's inputs, once started
 
     def open(self) -> None:
         from mlflow.tracking import MlflowClient
@@ -127,7 +128,8 @@ class Tracker:
             "git.dirty": str(git["dirty"]).lower(),
             "dvc.experiment": experiment_name or "none",
         }
-        for path, entry in lineage.data_hashes(upstream_of=self.stage).items():
+        self.data = lineage.data_hashes(upstream_of=self.stage)
+        for path, entry in self.data.items():
             tags[f"data.{path}"] = entry["md5"]
         run_name = experiment_name or f"repro-{(git['commit'] or 'untracked')[:7]}"
         run = self.client.create_run(experiment_id, run_name=run_name, tags=tags)

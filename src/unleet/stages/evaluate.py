@@ -154,7 +154,7 @@ def score(params: Params, tracker: tracking.Tracker) -> None:
     )
     with io.atomic_path(MODEL_DIR, is_dir=True) as staging:
         shutil.copytree(TRAINED, staging, dirs_exist_ok=True)
-        record = lineage.collect(params, metrics, stage="evaluate")
+        record = lineage.collect(params, metrics, stage="evaluate", data=tracker.data)
         lineage.write(staging, record)
 
     tracker.log_metrics(tracking.flatten(metrics))
