@@ -138,6 +138,13 @@ def test_bad_corpus_lines_are_named(tmp_path: Path, content: str, message: str) 
         cleantext.gather(clean_text_params(tmp_path / "b.jsonl"), [], [])
 
 
+@pytest.mark.parametrize("name", ["b.txt", "b.jsonl"])
+def test_non_utf8_corpus_lines_are_named(tmp_path: Path, name: str) -> None:
+    (tmp_path / name).write_bytes(b'{"text": "fine here"}\n{"text": "caf\xe9"}\n')
+    with pytest.raises(UnleetError, match=re.escape(f"{name}:2: not UTF-8 text (byte 13)")):
+        cleantext.gather(clean_text_params(tmp_path / name), [], [])
+
+
 def test_missing_corpus_path_is_named(tmp_path: Path) -> None:
     with pytest.raises(UnleetError, match=r"corrupt\.clean_text\.path=.*nowhere: no such file"):
         cleantext.gather(clean_text_params(tmp_path / "nowhere"), [], [])

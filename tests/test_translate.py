@@ -37,6 +37,9 @@ def test_lexicon_table_errors_name_the_line(tmp_path: Path) -> None:
     table.write_text("slang\tformal\nu\tyou\nbroken line without tab\n")
     with pytest.raises(UnleetError, match=r"lexicon\.tsv:3"):
         load_table(table)
+    table.write_bytes(b"slang\tformal\nu\tyou\nn\xe4h\tno\n")
+    with pytest.raises(UnleetError, match=r"lexicon\.tsv:3: not UTF-8 text \(byte 1\)"):
+        load_table(table)
 
 
 def run_stage(comments: list[dict], backend: params_module.TranslateParams) -> None:

@@ -37,8 +37,8 @@ def corpus_files(path: Path) -> list[Path]:
 def read_file(path: Path, field: str) -> Iterator[str]:
     """Texts of one corpus file; a broken JSONL line or a missing field names file and line."""
     if path.suffix == ".txt":
-        with path.open(encoding="utf-8") as handle:
-            yield from (line.strip() for line in handle if line.strip())
+        with path.open("rb") as handle:
+            yield from (line.strip() for _, line in io.numbered_lines(handle, path) if line.strip())
         return
     for number, row in io.numbered_jsonl(path):
         if not isinstance(row.get(field), str):

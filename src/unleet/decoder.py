@@ -8,7 +8,7 @@ import torch
 from tqdm import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from unleet import lineage
+from unleet import io, lineage
 from unleet.errors import UnleetError
 from unleet.modeling import load_trained
 
@@ -71,13 +71,7 @@ def load(path: str | Path = "models/unleet", device: str | None = None) -> Decod
 
 def input_lines(data: bytes, name: str) -> list[str]:
     """Lines of a file or stdin to decode, refusing empty input and naming the first non-UTF-8 line."""
-    lines = data.splitlines()
-    for number, line in enumerate(lines, start=1):
-        try:
-            line.decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise UnleetError(f"{name}: line {number} is not UTF-8 text (byte {error.start})") from None
-    texts = [line.decode("utf-8") for line in lines]
+    texts = [text for _, text in io.numbered_lines(data.splitlines(), name)]
     if not any(text.strip() for text in texts):
         raise UnleetError(f"{name}: empty, nothing to decode")
     return texts

@@ -99,8 +99,8 @@ def numbered_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     path = Path(path)
     if not path.is_file():
         raise UnleetError(f"{path}: file not found")
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    with path.open("rb") as handle:
+        for number, line in numbered_lines(handle, path):
             if not line.strip():
                 continue
             try:
@@ -110,3 +110,12 @@ def numbered_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
             if not isinstance(row, dict):
                 raise UnleetError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
             yield number, row
+
+
+def numbered_lines(lines: Iterable[bytes], name: str | Path) -> Iterator[tuple[int, str]]:
+    """Yield (line number, text) from raw lines; bytes that are not UTF-8 name the source and line."""
+    for number, raw in enumerate(lines, start=1):
+        try:
+            yield number, raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise UnleetError(f"{name}:{number}: not UTF-8 text (byte {error.start})") from None

@@ -10,6 +10,7 @@ import re
 from functools import cache
 from pathlib import Path
 
+from unleet import io
 from unleet.errors import UnleetError
 
 LEXICON_PATH = Path(__file__).parent / "resources" / "lexicon.tsv"
@@ -253,7 +254,7 @@ def load_table(path: Path = LEXICON_PATH) -> dict[str, str]:
     table: dict[str, str] = {}
     if not path.is_file():
         raise UnleetError(f"{path}: lexicon not found")
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in io.numbered_lines(path.read_bytes().splitlines(), path):
         if number == 1 or not line.strip() or line.startswith("#"):
             continue
         fields = line.split("\t")
