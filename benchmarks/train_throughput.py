@@ -31,10 +31,10 @@ from omegaconf import OmegaConf
 from transformers import (
     AutoTokenizer,
     DataCollatorForSeq2Seq,
+    PreTrainedModel,
     PrinterCallback,
     Seq2SeqTrainer,
     Seq2SeqTrainingArguments,
-    T5ForConditionalGeneration,
     TrainerCallback,
 )
 
@@ -63,7 +63,7 @@ def measured_peak_tflops(device: torch.device) -> float:
     return 2 * size**3 / best / 1e12
 
 
-def training_flops_per_token(model: T5ForConditionalGeneration, dataset: Dataset) -> float:
+def training_flops_per_token(model: PreTrainedModel, dataset: Dataset) -> float:
     """Forward + backward FLOPs of one pass over `dataset`, per non-padding token.
 
     Weights cost 6 FLOPs per parameter per token they act on (encoder weights on source tokens,
@@ -72,18 +72,23 @@ def training_flops_per_token(model: T5ForConditionalGeneration, dataset: Dataset
     the source in the decoder). Embedding lookups are free.
     """
     config = model.config
-    inner = config.num_heads * config.d_kv
+    if config.model_type == "t5":
+        encoder_layers, decoder_layers = config.num_layers, config.num_decoder_layers
+        inner = config.num_heads * config.d_kv
+    else:  # pegasus: heads split d_model
+        encoder_layers, decoder_layers, inner = config.encoder_layers, config.decoder_layers, config.d_model
+    stacks = model.get_encoder(), model.get_decoder()
 
     def weights(stack: torch.nn.Module) -> int:
-        return sum(p.numel() for name, p in stack.named_parameters() if "embed_tokens" not in name)
+        return sum(p.numel() for name, p in stack.named_parameters() if "embed" not in name)
 
-    encoder, decoder = weights(model.encoder), weights(model.decoder)
+    encoder, decoder = (weights(stack) for stack in stacks)
     head = model.lm_head.weight.numel()
     flops = tokens = 0
     for source_ids, target_ids in zip(dataset["input_ids"], dataset["labels"], strict=True):
         s, t = len(source_ids), len(target_ids)
-        flops += 6 * encoder * s + 12 * config.num_layers * s * s * inner
-        flops += 6 * (decoder + head) * t + 12 * config.num_decoder_layers * (t * t + t * s) * inner
+        flops += 6 * encoder * s + 12 * encoder_layers * s * s * inner
+        flops += 6 * (decoder + head) * t + 12 * decoder_layers * (t * t + t * s) * inner
         tokens += s + t
     return flops / tokens
 
@@ -125,7 +130,7 @@ class Clock(TrainerCallback):
         self.seconds = time.perf_counter() - self.started
 
 
-def seed_baseline(model: T5ForConditionalGeneration, tokenizer: Any, train_set: Dataset, steps: int) -> float:
+def seed_baseline(model: PreTrainedModel, tokenizer: Any, train_set: Dataset, steps: int) -> float:
     """Tokens per second of the seeds' Seq2SeqTrainer setup on the same model and data."""
     tokens = 0
     collate = DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100)

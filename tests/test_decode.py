@@ -1,4 +1,4 @@
-"""`unleet decode` through the real CLI (arguments, stdin, a file, bad input) and `unleet.load`."""
+"""`unleet decode` through the real CLI (arguments, stdin, a file, beams, bad input) and `unleet.load`."""
 
 from __future__ import annotations
 
@@ -7,23 +7,47 @@ import sys
 from pathlib import Path
 
 import pytest
-from transformers import ByT5Tokenizer
+import torch
+from transformers import ByT5Tokenizer, T5ForConditionalGeneration
 
 import unleet
 
 from .conftest import save_tiny_t5, tool_environment
 
-DECODE = [sys.executable, "-m", "unleet.cli", "decode", "--max-new-tokens", "8"]
+DECODE = [sys.executable, "-m", "unleet.cli", "decode", "--max-new-tokens", "48"]
+KNOWN = {"idk tbh": "I don't know, honestly.", "gg wp": "Good game, well played."}
+
+
+def memorise(pairs: dict[str, str], directory: Path) -> Path:
+    """A tiny byte-level T5 trained until greedy decoding gives every target: known inputs, known outputs."""
+    tokenizer = ByT5Tokenizer()
+    model = T5ForConditionalGeneration.from_pretrained(save_tiny_t5(directory, len(tokenizer)), dropout_rate=0.0)
+    batch = tokenizer(list(pairs), text_target=list(pairs.values()), padding=True, return_tensors="pt")
+    batch["labels"][batch["labels"] == tokenizer.pad_token_id] = -100
+    inputs = tokenizer(list(pairs), return_tensors="pt", padding=True)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for step in range(1, 1501):
+        model.train()
+        model(**batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        if step % 25:
+            continue
+        model.eval()
+        with torch.no_grad():
+            outputs = model.generate(**inputs, max_new_tokens=48, do_sample=False)
+        if tokenizer.batch_decode(outputs, skip_special_tokens=True) == list(pairs.values()):
+            break
+    else:
+        pytest.fail("the tiny model did not memorise its pairs")
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small random byte-level T5 with its tokenizer: decoding plumbing needs no trained weights."""
-    directory = tmp_path_factory.mktemp("model")
-    tokenizer = ByT5Tokenizer()
-    save_tiny_t5(directory, len(tokenizer))
-    tokenizer.save_pretrained(directory)
-    return directory
+    return memorise(KNOWN, tmp_path_factory.mktemp("model"))
 
 
 def decode(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
@@ -31,21 +55,46 @@ def decode(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]
 
 
 def test_arguments_stdin_and_file_give_one_line_per_input(model_dir: Path, tmp_path: Path) -> None:
-    expected = unleet.load(model_dir).decode(["idk wh4t 2 d0 tbh", "gg wp"], max_new_tokens=8)
+    expected = list(KNOWN.values())
+    assert unleet.load(model_dir).decode(list(KNOWN), max_new_tokens=48) == expected
 
-    result = decode("--model", str(model_dir), "idk wh4t 2 d0 tbh")
+    result = decode("--model", str(model_dir), "idk tbh")
     assert result.returncode == 0, result.stderr.decode()
     assert result.stdout.decode().splitlines() == expected[:1]
 
-    result = decode("--model", str(model_dir), stdin=b"idk wh4t 2 d0 tbh\n\ngg wp\n")
+    result = decode("--model", str(model_dir), stdin=b"idk tbh\n\ngg wp\n")
     assert result.returncode == 0, result.stderr.decode()
     assert result.stdout.decode().splitlines() == [expected[0], "", expected[1]]  # a blank line stays blank
 
     inputs = tmp_path / "inputs.txt"
-    inputs.write_text("gg wp\nidk wh4t 2 d0 tbh")  # no final newline
+    inputs.write_text("gg wp\nidk tbh")  # no final newline
     result = decode("--model", str(model_dir), "--file", str(inputs))
     assert result.returncode == 0, result.stderr.decode()
     assert result.stdout.decode().splitlines() == expected[::-1]
+
+
+def test_beams_change_the_search(tmp_path: Path) -> None:
+    """On an untrained model beam search finds other outputs than greedy; `--num-beams` must reach generate."""
+    tokenizer = ByT5Tokenizer()
+    directory = save_tiny_t5(tmp_path / "random", len(tokenizer))
+    tokenizer.save_pretrained(directory)
+    model = T5ForConditionalGeneration.from_pretrained(directory).eval()
+
+    def search(text: str, beams: int) -> str:
+        with torch.no_grad():
+            output = model.generate(**tokenizer([text], return_tensors="pt"), max_new_tokens=8, num_beams=beams)
+        return " ".join(tokenizer.decode(output[0], skip_special_tokens=True).split())
+
+    candidates = [f"sample {i} of the random search" for i in range(40)]
+    text = next((text for text in candidates if search(text, 4) != search(text, 1)), None)
+    assert text is not None, "beam search never differed from greedy on an untrained model"
+    decoder = unleet.load(directory)
+    assert decoder.decode([text], max_new_tokens=8, num_beams=4) == [search(text, 4)]
+    assert decoder.decode([text], max_new_tokens=8) == [search(text, 1)]
+    command = [*DECODE[:4], "--max-new-tokens", "8", "--num-beams", "4", "--model", str(directory), text]
+    result = subprocess.run(command, env=tool_environment(), capture_output=True, timeout=300)
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.decode().splitlines() == [search(text, 4)]
 
 
 @pytest.mark.parametrize(

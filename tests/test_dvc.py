@@ -25,7 +25,7 @@ SMOKE = ["-S", "experiment=smoke"]
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Project:
     """A committed copy whose pipeline has been reproduced once with the smoke overlay."""
     root = copy_project(tmp_path_factory.mktemp("repo"))
-    repo = Project(root, tool_environment())
+    repo = Project(root, {**tool_environment(), "PYTHONPATH": str(root / "src")})  # the copy's code, not ours
     repo.run("git", "init", "-q", "-b", "main")
     repo.run("git", "add", "-A")
     repo.run("git", "commit", "-q", "-m", "copy")
@@ -75,7 +75,13 @@ def test_lineage_hashes_equal_dvc_lock_after_exp_run_and_repro(repo: Project) ->
     assert "Data and pipelines are up to date" in repo.run("dvc", "status")
 
 
-PLOT_IDS = ["Loss per step", "Accuracy per intensity", "Baseline accuracy per intensity", "Errors by category"]
+PLOT_IDS = [
+    "Loss per step",
+    "Accuracy per intensity",
+    "Baseline accuracy per intensity",
+    "Copy baseline accuracy per intensity",
+    "Errors by category",
+]
 
 
 def test_plots_show_and_diff_render_html(repo: Project) -> None:
@@ -88,8 +94,30 @@ def test_plots_show_and_diff_render_html(repo: Project) -> None:
     assert all(plot_id in page for plot_id in PLOT_IDS) and "HEAD~1" in page
 
 
+def test_unleet_params_writes_what_dvc_exp_run_composed(repo: Project) -> None:
+    committed = repo.run("git", "show", "HEAD:params.yaml")  # written by `dvc exp run -S experiment=smoke`
+    repo.run("unleet", "params", "experiment=smoke", "--output", "composed.yaml")
+    assert (repo.root / "composed.yaml").read_text() == committed
+    (repo.root / "composed.yaml").unlink()
+
+
+def test_editing_a_train_only_module_reruns_train_and_downstream_only(repo: Project) -> None:
+    """batching.py is imported by train alone; a change to it must retrain, and nothing before train reruns."""
+    module = repo.root / "src/unleet/batching.py"
+    source = module.read_text()
+    seeding = 'random.Random(f"{self.seed}:{epoch}")'
+    assert seeding in source
+    module.write_text(source.replace(seeding, 'random.Random(f"{self.seed}:{epoch}:other")'))  # another order
+    try:
+        assert stages_run(repo.run("dvc", "repro")) == ["train", "evaluate"]
+    finally:  # back to the committed baseline (autostage put the new dvc.lock in the index)
+        repo.run("git", "reset", "-q", "--hard")
+        repo.run("dvc", "checkout", "--force")
+    assert "Data and pipelines are up to date" in repo.run("dvc", "status")
+
+
 def test_lr_change_reruns_only_train_and_evaluate(repo: Project) -> None:
-    output = repo.run("dvc", "exp", "run", *SMOKE, "-S", "train.lr=0.001")
+    output = repo.run("dvc", "exp", "run", *SMOKE, "-S", "train.lr=0.002")
     assert stages_run(output) == ["train", "evaluate"]
 
 
@@ -128,9 +156,15 @@ def test_queued_tokenizer_sweep_and_metrics_diff(repo: Project) -> None:
 
     changed = json.loads(repo.run("dvc", "metrics", "diff", "tok-1", "tok-2", "--all", "--json"))
     assert changed["metrics/tokenize.json"]["vocab_size"]["diff"] != 0
-    assert {"challenge.accuracy", "challenge.categories.gaming", "challenge.baseline_accuracy"} <= set(
-        changed["metrics/eval.json"]
-    )
+    assert {
+        "challenge.accuracy",
+        "challenge.categories.gaming",
+        "challenge.baseline_accuracy",
+        "challenge.copy_accuracy",
+        "challenge.copy_categories.gaming",
+        "copy_accuracy",
+        "copy_intensity.natural",
+    } <= set(changed["metrics/eval.json"])
 
 
 def test_report_compares_two_experiments(repo: Project) -> None:

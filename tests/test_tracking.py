@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,7 +75,7 @@ def test_train_and_evaluate_log_to_a_server(
     lineage = json.loads(Path("models/unleet/lineage.json").read_text())
     for run in (train, evaluate):
         assert run.info.run_name == "tracked-exp" and run.info.status == "FINISHED"
-        assert run.data.params["train.lr"] == "0.002" and run.data.params["model.preset"] == "tiny"
+        assert run.data.params["train.lr"] == "0.001" and run.data.params["model.preset"] == "tiny"
         assert run.data.tags["dvc.experiment"] == "tracked-exp"
         assert run.data.tags["model.md5"] == lineage["data"]["models/trained"]["md5"]
         assert run.data.tags["data.data/tokenized"] == lineage["data"]["data/tokenized"]["md5"]
@@ -126,3 +127,31 @@ def test_unreachable_server_is_a_warning_not_a_failure(
     assert Path("models/trained/config.json").is_file()
     assert "unreachable" in caplog.text and "this run is not tracked" in caplog.text
     assert "hunter2" not in caplog.text
+
+
+@pytest.mark.parametrize("failure", ["missing", "broken"])
+def test_unimportable_mlflow_is_one_warning_and_the_stage_goes_on(
+    failure: str, tokenized: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """mlflow not installed (its import fails) or broken (importing it raises): the stage trains untracked."""
+    root = clone(tokenized, tmp_path / "project")
+    monkeypatch.chdir(root)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    if failure == "missing":
+        for name in [name for name in sys.modules if name == "mlflow" or name.startswith("mlflow.")]:
+            monkeypatch.setitem(sys.modules, name, None)  # `import mlflow...` now raises ImportError
+    else:
+        broken = tmp_path / "broken"
+        (broken / "mlflow").mkdir(parents=True)
+        (broken / "mlflow/__init__.py").write_text("raise RuntimeError('incompatible protobuf')\n")
+        for name in [name for name in sys.modules if name == "mlflow" or name.startswith("mlflow.")]:
+            monkeypatch.delitem(sys.modules, name)
+        monkeypatch.syspath_prepend(str(broken))
+    params_module.compose(["experiment=smoke", "train.max_steps=4", "train.eval_every=4"])
+    with caplog.at_level(logging.WARNING, logger="unleet.tracking"):
+        assert cli(["train"]) == 0
+    assert json.loads(Path("metrics/train.json").read_text())["steps"] == 4
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("unleet")]
+    assert len(warnings) == 1 and "MLflow cannot be imported" in warnings[0], warnings
+    assert ("incompatible protobuf" in warnings[0]) == (failure == "broken")
+    assert not (root / "mlflow.db").exists()

@@ -25,7 +25,7 @@ from unleet.modeling import build_model
 from unleet.params import ModelParams
 from unleet.stages.train import MODEL_DIR
 
-from .conftest import REPO_ROOT, clone, save_tiny_t5, tool_environment
+from .conftest import REPO_ROOT, clone, copy_project, save_tiny_t5, tool_environment
 
 TRAIN = [sys.executable, "-m", "unleet.cli", "train"]
 
@@ -161,7 +161,6 @@ def test_training_continues_from_a_saved_checkpoint(
     text = "idk wh4t 2 d0 tbh"
     trained = AutoModelForSeq2SeqLM.from_pretrained(MODEL_DIR)  # loads an adapter-only directory through peft
     assert not torch.allclose(logits(trained, tokenizer, text), logits(base, tokenizer, text)), "nothing trained"
-    assert isinstance(decodes(trained, tokenizer, text), str)
 
     if peft == "none":
         assert metrics["trainable_parameters"] == metrics["parameters"]
@@ -175,15 +174,29 @@ def test_training_continues_from_a_saved_checkpoint(
     torch.testing.assert_close(logits(with_adapter, tokenizer, text), logits(trained, tokenizer, text))
     assert decodes(with_adapter, tokenizer, text) == decodes(trained, tokenizer, text)
     assert cli(["evaluate"]) == 0
-    assert json.loads(Path("metrics/eval.json").read_text())["examples"] > 0
+    test_rows = Path("data/corrupted/test.jsonl").read_text().splitlines()
+    assert json.loads(Path("metrics/eval.json").read_text())["examples"] == len(test_rows)
 
 
-def test_throughput_benchmark_prints_both_loops(tokenized: Path) -> None:
-    """The CI-sized form of benchmarks/train_throughput.py: it runs and reports positive figures."""
-    script = Path(__file__).resolve().parents[1] / "benchmarks/train_throughput.py"
-    command = [sys.executable, str(script), "--presets", "tiny", "--steps", "3", "--data", "data/tokenized"]
-    result = subprocess.run(command, cwd=tokenized, env=tool_environment(), capture_output=True, text=True, timeout=600)
+@pytest.fixture(scope="module")
+def sample_tokenized(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default pipeline's tokenized sample (about a thousand training pairs), for timing loops on."""
+    root = copy_project(tmp_path_factory.mktemp("sample"))
+    for command in (["params", "tracking=off"], ["scrape"], ["translate"], ["corrupt"], ["tokenize"]):
+        result = subprocess.run(
+            [*TRAIN[:-1], *command], cwd=root, env=tool_environment(), capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr
+    return root / "data/tokenized"
+
+
+def test_throughput_benchmark_beats_the_seed_trainer(sample_tokenized: Path, tmp_path: Path) -> None:
+    """benchmarks/train_throughput.py on the sample: the token-budget loop trains more real tokens per
+    second than the seeds' Seq2SeqTrainer (random batches padded to their longest) on the same data."""
+    script = REPO_ROOT / "benchmarks/train_throughput.py"
+    command = [sys.executable, str(script), "--presets", "tiny", "--steps", "30", "--data", str(sample_tokenized)]
+    result = subprocess.run(command, cwd=tmp_path, env=tool_environment(), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
     row = next(line.split() for line in result.stdout.splitlines() if line.startswith("tiny"))
-    ours, ours_mfu, seed, seed_mfu = (float(value.rstrip("%").replace(",", "")) for value in row[2:6])
-    assert min(ours, ours_mfu, seed, seed_mfu) > 0, result.stdout
+    ours, seed = float(row[2].replace(",", "")), float(row[4].replace(",", ""))
+    assert ours > seed, result.stdout

@@ -9,7 +9,6 @@ import logging
 import sys
 from pathlib import Path
 
-from unleet import lineage
 from unleet import params as params_module
 from unleet.errors import UnleetError
 
@@ -85,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
 
             print(f"wrote {report.build(args.output, args.revisions)}")
         elif args.command == "lineage":
+            from unleet import lineage
+
             print(json.dumps(lineage.read(Path(args.model_dir)), indent=2))
         elif getattr(args, "calibrate", None):
             from unleet.stages import translate

@@ -2,18 +2,22 @@
 
 Stages read the composed `params.yaml` (never `conf/` directly), because that is the file DVC
 rewrites for `dvc exp run -S ...` and hashes to decide what reruns. `conf/` is the Hydra source;
-`compose` rebuilds `params.yaml` from it with DVC's own composer, so the result is byte-for-byte
-what `dvc exp run` would write.
+`compose` rebuilds `params.yaml` from it with Hydra alone, the same steps DVC's composer takes
+(compose, resolve, dump), so the result is byte-for-byte what `dvc exp run` would write. It
+validates the result before writing: a mistyped override never reaches `params.yaml`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from omegaconf import MISSING, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
+from unleet import io
 from unleet.errors import UnleetError
 
 PARAMS_FILE = Path("params.yaml")
@@ -90,8 +94,19 @@ class SplitShares:
 
 
 @dataclass
+class CleanTextSource:
+    """How much of one clean-text source to use: a seeded sample of `limit` texts, `variants` pairs each."""
+
+    limit: int | None = None
+    variants: int | None = None
+
+
+@dataclass
 class CleanTextParams:
-    """Extra clean texts for synthetic pairs (see `unleet.cleantext`); `path` is a DVC dependency."""
+    """Extra clean texts for synthetic pairs (see `unleet.cleantext`); `path` is a DVC dependency.
+
+    `limit` and `variants` apply to every source that `sources` (globs under `path`, or `dataset`) does not set.
+    """
 
     path: str = MISSING
     field: str = "text"
@@ -104,6 +119,7 @@ class CleanTextParams:
     max_chars: int = MISSING
     limit: int | None = None
     variants: int = MISSING
+    sources: dict[str, CleanTextSource] = dataclasses.field(default_factory=dict)  # `field` is a key here
 
 
 @dataclass
@@ -123,11 +139,13 @@ class TokenizerParams:
     max_source_length: int = MISSING
     max_target_length: int = MISSING
     vocab_size: int | None = None
+    hint: str = "none"
 
 
 @dataclass
 class ModelParams:
     preset: str = MISSING
+    architecture: str = "t5"
     path: str | None = None
     d_model: int | None = None
     d_ff: int | None = None
@@ -204,17 +222,55 @@ def load(path: str | Path = PARAMS_FILE) -> Params:
         raise UnleetError(f"{path}: not found; run `unleet params` to compose it from {CONF_DIR}/")
     try:
         raw = OmegaConf.load(path)
+    except (OmegaConfBaseException, OSError, ValueError) as error:  # broken YAML
+        raise UnleetError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    return validate(raw, str(path))
+
+
+def validate(raw: DictConfig, source: str = "") -> Params:
+    """`raw` as typed `Params`; an error names `source` (if given), the key, and for an unknown key the valid ones."""
+    where = f"{source}: " if source else ""
+    try:
         merged = OmegaConf.merge(OmegaConf.structured(Params), raw)
         missing = sorted(OmegaConf.missing_keys(raw) | OmegaConf.missing_keys(merged))
         if missing:
-            raise UnleetError(f"{path}: missing key(s) {', '.join(missing)}")
+            raise UnleetError(f"{where}missing key(s) {', '.join(missing)}")
         params = OmegaConf.to_object(merged)
+    except ConfigKeyError as error:
+        raise UnleetError(f"{where}{unknown_key(str(error.full_key))}") from None
     except OmegaConfBaseException as error:
         key = getattr(error, "full_key", None)
         reason = str(error).splitlines()[0]
-        raise UnleetError(f"{path}: {f'key {key!r}: ' if key else ''}{reason}") from None
+        raise UnleetError(f"{where}{f'key {key!r}: ' if key else ''}{reason}") from None
     assert isinstance(params, Params)
     return params
+
+
+def unknown_key(dotted: str) -> str:
+    """ "train.lrr: unknown key; train has: ..." — the keys the schema allows where the unknown one sits."""
+    schema: type = Params
+    parts = dotted.split(".")
+    for depth, part in enumerate(parts[:-1]):
+        fields = {item.name: item for item in dataclasses.fields(schema)}
+        if part not in fields:
+            return unknown_key(".".join(parts[: depth + 1]))
+        section = fields[part].default_factory
+        if section is dataclasses.MISSING or not dataclasses.is_dataclass(section):
+            return f"{dotted}: unknown key; {'.'.join(parts[: depth + 1])} is a value, not a section"
+        schema = section
+    where = ".".join(parts[:-1]) or "params.yaml"
+    return f"{dotted}: unknown key; {where} has: {', '.join(item.name for item in dataclasses.fields(schema))}"
+
+
+def schema_keys(schema: type = Params, prefix: str = "") -> set[str]:
+    """Every dotted key of the schema, sections included: `train`, `train.lr`, ..."""
+    keys = set()
+    for item in dataclasses.fields(schema):
+        keys.add(f"{prefix}{item.name}")
+        section = item.default_factory
+        if section is not dataclasses.MISSING and dataclasses.is_dataclass(section):
+            keys |= schema_keys(section, f"{prefix}{item.name}.")
+    return keys
 
 
 def require(section: object, name: str, keys: list[str]) -> None:
@@ -232,9 +288,36 @@ def _selector(section: object) -> str:
 
 
 def compose(overrides: list[str] | None = None, output: str | Path = PARAMS_FILE) -> Path:
-    """Compose `conf/` into `params.yaml` exactly as `dvc exp run` does with Hydra enabled."""
-    from dvc.utils.hydra import compose_and_dump
+    """Compose `conf/` with Hydra into `output`, as `dvc exp run` does; validate first, then write atomically."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
 
+    overrides = overrides or []
+    try:
+        with initialize_config_dir(str(CONF_DIR.resolve()), version_base=None):
+            config = hydra_compose(config_name="config", overrides=overrides)
+        OmegaConf.resolve(config)
+    except HydraException as error:
+        raise UnleetError(_override_error(str(error), overrides)) from None
+    validate(config)
     output = Path(output)
-    compose_and_dump(output, str(CONF_DIR.resolve()), None, "config", str(Path.cwd()), overrides or [])
+    io.write_text(output, OmegaConf.to_yaml(config))
     return output
+
+
+def _override_error(message: str, overrides: list[str]) -> str:
+    """One line for Hydra's multi-line composition errors, naming the key or option and what is valid."""
+    if match := re.search(r"Could not override '([^']+)'", message):
+        key = match.group(1)
+        if key in schema_keys():
+            return f"{key}: no value in {CONF_DIR}/ for the chosen option; set it in that option's YAML file"
+        return unknown_key(key)
+    if match := re.search(r"Could not find '([^']+)/([^'/]+)'", message):
+        group, option = match.groups()
+        options = sorted(path.stem for path in (CONF_DIR / group).glob("*.yaml"))
+        return f"{group}={option}: unknown option; {group} has: {', '.join(options)}"
+    if match := re.search(r"Could not load '([^']+)'", message):
+        return f"{match.group(1)}: no such config"
+    lines = [line.strip() for line in message.splitlines() if line.strip() and not line.startswith("See ")]
+    return f"cannot apply overrides {' '.join(overrides)}: {'; '.join(lines[:2])}"

@@ -90,8 +90,11 @@ class Tracker:
         self.data: dict[str, dict[str, str]] | None = None  # DVC hashes of the stage's inputs, once started
 
     def open(self) -> None:
-        from mlflow.tracking import MlflowClient
-
+        try:
+            from mlflow.tracking import MlflowClient
+        except Exception as error:  # not installed, or broken: tracking must never fail a stage
+            log.warning("MLflow cannot be imported (%s: %s); this run is not tracked", type(error).__name__, error)
+            return
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")  # an outage costs seconds, not minutes
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
         if self.uri.startswith(("http://", "https://")) and not self._reachable():
