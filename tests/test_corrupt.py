@@ -12,7 +12,7 @@ import pytest
 from unleet import cleantext, io
 from unleet.cli import main as unleet
 from unleet.errors import UnleetError
-from unleet.params import CleanTextParams, CorruptParams, IntensityMix, SplitShares
+from unleet.params import CleanTextParams, CleanTextSource, CorruptParams, IntensityMix, SplitShares
 from unleet.stages import corrupt
 
 SENTENCES = [
@@ -111,18 +111,49 @@ def write_corpus(directory: Path) -> Path:
     return directory
 
 
+def texts_of(sources: list[cleantext.Source]) -> list[str]:
+    return [text for source in sources for text in source.texts]
+
+
 def test_gather_reads_text_and_jsonl_and_drops_short_duplicate_and_held_out(tmp_path: Path) -> None:
     corpus = write_corpus(tmp_path / "corpus")
     params = clean_text_params(corpus)
-    texts, counts = cleantext.gather(params, held_out=[], known=[])
-    assert texts == ["We should meet at the station at noon.", "I will be there in ten minutes."]
-    assert counts == {"texts": 2, "skipped_duplicate": 1, "skipped_length": 2}
+    sources, counts = cleantext.gather(params, held_out=[], known=[])
+    assert texts_of(sources) == ["We should meet at the station at noon.", "I will be there in ten minutes."]
+    assert [source.name for source in sources] == ["a.txt", "more/b.jsonl"]
+    assert counts == {
+        "texts": 2,
+        "pairs": 4,
+        "skipped_duplicate": 1,
+        "skipped_length": 2,
+        "sources": {"a.txt": {"texts": 1, "variants": 2}, "more/b.jsonl": {"texts": 1, "variants": 2}},
+    }
 
-    texts, counts = cleantext.gather(params, held_out=["i will be there in TEN minutes"], known=[])
-    assert texts == ["We should meet at the station at noon."]
+    sources, counts = cleantext.gather(params, held_out=["i will be there in TEN minutes"], known=[])
+    assert texts_of(sources) == ["We should meet at the station at noon."]
     assert counts["skipped_held_out"] == 1
-    texts, _ = cleantext.gather(clean_text_params(corpus, limit=1), held_out=[], known=[])
-    assert len(texts) == 1
+
+
+def test_sources_set_a_seeded_sample_and_variants_per_glob(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "big.txt").write_text("".join(f"Big corpus sentence number {i}.\n" for i in range(100)))
+    (corpus / "small.txt").write_text("".join(f"Small corpus sentence number {i}.\n" for i in range(5)))
+    sources_setting = {"big*": CleanTextSource(limit=10, variants=1), "small.txt": CleanTextSource(variants=4)}
+    params = clean_text_params(corpus, sources=sources_setting)
+    sources, counts = cleantext.gather(params, held_out=[], known=[], seed=1)
+    big, small = sources
+    assert (big.name, len(big.texts), big.variants) == ("big*", 10, 1)
+    assert (small.name, len(small.texts), small.variants) == ("small.txt", 5, 4)
+    assert big.texts != [f"Big corpus sentence number {i}." for i in range(10)], "a sample, not the first lines"
+    assert counts["pairs"] == 10 + 20 and counts["skipped_limit"] == 90
+    again, _ = cleantext.gather(params, held_out=[], known=[], seed=1)
+    other, _ = cleantext.gather(params, held_out=[], known=[], seed=2)
+    assert again[0].texts == big.texts != other[0].texts
+
+    params = clean_text_params(corpus, sources={"nothing-*.txt": CleanTextSource(limit=1)})
+    with pytest.raises(UnleetError, match=r"corrupt\.clean_text\.sources: nothing-\*\.txt match no file"):
+        cleantext.gather(params, [], [])
 
 
 @pytest.mark.parametrize(
@@ -159,13 +190,18 @@ def test_dataset_source_through_datasets(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     params = clean_text_params(empty, dataset=str(dataset), dataset_field="sentence", limit=3)
-    texts, counts = cleantext.gather(params, held_out=["This is clean sentence number 1."], known=[])
-    assert texts == [
+    sources, counts = cleantext.gather(params, held_out=["This is clean sentence number 1."], known=[])
+    assert texts_of(sources) == [
         "This is clean sentence number 0.",
         "This is clean sentence number 2.",
         "This is clean sentence number 3.",
     ]
-    assert counts == {"texts": 3, "skipped_held_out": 1}
+    assert counts == {
+        "texts": 3,
+        "pairs": 6,
+        "skipped_held_out": 1,
+        "sources": {"dataset": {"texts": 3, "variants": 2}},
+    }
     with pytest.raises(UnleetError, match=r"no column 'text'.*dataset_field.*sentence"):
         cleantext.gather(clean_text_params(empty, dataset=str(dataset)), [], [])
     with pytest.raises(UnleetError, match=r"dataset=.*missing: cannot load"):
@@ -176,16 +212,29 @@ def test_extra_texts_go_to_train_only() -> None:
     pairs = make_pairs(100)
     extra = [f"Extra clean text number {i} for training." for i in range(30)]
     plain = corrupt.build_splits(pairs, make_params())
-    splits = corrupt.build_splits(pairs, make_params(), extra)
+    splits = corrupt.build_splits(
+        pairs, make_params(), [cleantext.Source("a", extra[:10], 2), cleantext.Source("b", extra[10:], 1)]
+    )
     assert splits["validation"] == plain["validation"] and splits["test"] == plain["test"]
     added = [row for row in splits["train"] if row["source_id"].startswith(corrupt.EXTRA_PREFIX)]
-    assert len(added) == 2 * len(extra) and {row["target"] for row in added} == set(extra)
+    assert len(added) == 2 * 10 + 20 and {row["target"] for row in added} == set(extra)
     assert len(splits["train"]) == len(plain["train"]) + len(added)
+
+
+def test_worker_processes_give_the_rows_of_one_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    texts = [f"Extra clean text number {i} to corrupt in a worker." for i in range(90)]
+    sources = [cleantext.Source("corpus", texts, 3)]
+    alone = corrupt.corrupt_extra(sources, make_params())
+    monkeypatch.setattr(corrupt, "MIN_TEXTS_PER_WORKER", 10)
+    monkeypatch.setattr(corrupt, "CHUNK_TEXTS", 7)
+    monkeypatch.setattr(corrupt.os, "sched_getaffinity", lambda pid: {0, 1, 2})
+    assert corrupt.corrupt_extra(sources, make_params()) == alone
+    assert len(alone) == 270
 
 
 def test_stage_keeps_evaluation_texts_out_of_extra_text(workdir: Path) -> None:
     """The corrupt stage end to end: a corpus holding test and challenge texts adds only the rest."""
-    for command in (["params"], ["scrape"], ["translate"]):
+    for command in (["params", "corrupt.clean_text.path=corpus.txt"], ["scrape"], ["translate"]):
         assert unleet(command) == 0
     pairs = list(io.read_jsonl("data/translated/pairs.jsonl"))
     assigned = corrupt.assign(pairs, make_params())
@@ -193,11 +242,16 @@ def test_stage_keeps_evaluation_texts_out_of_extra_text(workdir: Path) -> None:
     cases = [json.loads(line) for line in Path("data/challenge/challenge.jsonl").read_text().splitlines()]
     challenge = next(case["expected"] for case in cases if len(case["expected"]) >= 10)
     fresh = ["A sentence nobody has written in this project before.", "Another one, also new to the project."]
-    Path("data/clean_text/corpus.txt").write_text("\n".join([test_target, challenge, *fresh]) + "\n")
+    Path("corpus.txt").write_text("\n".join([test_target, challenge, *fresh]) + "\n")
     assert unleet(["corrupt"]) == 0
 
     train = list(io.read_jsonl("data/corrupted/train.jsonl"))
     assert {row["target"] for row in train if row["source_id"].startswith(corrupt.EXTRA_PREFIX)} == set(fresh)
     assert test_target not in {row["target"] for row in train}
     metrics = json.loads(Path("metrics/corrupt.json").read_text())
-    assert metrics["clean_text"] == {"texts": 2, "skipped_held_out": 2}
+    assert metrics["clean_text"] == {
+        "texts": 2,
+        "pairs": 4,
+        "skipped_held_out": 2,
+        "sources": {"corpus.txt": {"texts": 2, "variants": 2}},
+    }

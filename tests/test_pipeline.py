@@ -7,20 +7,28 @@ from pathlib import Path
 
 import pytest
 import yaml
+from datasets import load_from_disk
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
+import unleet
 from unleet import cli, params, textmetrics
+from unleet.inputs import InputFormat
 from unleet.lexicon import Normaliser
 
 STAGES = ["scrape", "translate", "corrupt", "tokenize", "train", "evaluate"]
 
 
-def test_all_stages_with_sentencepiece(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    params.compose(["experiment=smoke", "tokenizer=sentencepiece"])
+def test_all_stages_with_sentencepiece_and_lexicon_hint(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    params.compose(["experiment=smoke", "tokenizer=sentencepiece", "tokenizer.hint=lexicon"])
     for stage in STAGES:
         assert cli.main([stage]) == 0, stage
 
     assert (workdir / "data/tokenized/tokenizer/spiece.model").is_file()
+    assert unleet.load(workdir / "models/unleet").input_format == InputFormat("lexicon")
+    tokenized = load_from_disk(str(workdir / "data/tokenized/validation"))
+    first = json.loads((workdir / "data/corrupted/validation.jsonl").read_text().splitlines()[0])
+    source = AutoTokenizer.from_pretrained(workdir / "models/unleet").decode(tokenized[0]["input_ids"])
+    assert source == f"{Normaliser()(first['input'])} ⇐ {first['input']}</s>"
     model = AutoModelForSeq2SeqLM.from_pretrained(workdir / "models/unleet")
     tokenizer = AutoTokenizer.from_pretrained(workdir / "models/unleet")
     batch = tokenizer(["idk wh4t 2 d0 |\\|00b"], return_tensors="pt")
@@ -29,7 +37,19 @@ def test_all_stages_with_sentencepiece(workdir: Path, capsys: pytest.CaptureFixt
 
     metrics = json.loads((workdir / "metrics/eval.json").read_text())
     assert {"accuracy", "exact_match", "cer", "chrf", "baseline_accuracy", "intensity"} <= set(metrics)
-    assert set(metrics["intensity"]) <= {"natural", "clean", "light", "medium", "heavy"}
+    test_rows = [json.loads(line) for line in (workdir / "data/corrupted/test.jsonl").read_text().splitlines()]
+    assert set(metrics["intensity"]) == {row["intensity"] for row in test_rows}
+    copied = [textmetrics.normalise(row["input"]) == textmetrics.normalise(row["target"]) for row in test_rows]
+    assert metrics["copy_accuracy"] == round(sum(copied) / len(test_rows), 4) < 1
+    for intensity, share in metrics["copy_intensity"].items():
+        flags = [flag for flag, row in zip(copied, test_rows, strict=True) if row["intensity"] == intensity]
+        assert share == round(sum(flags) / len(flags), 4), intensity
+    assert set(metrics["copy_intensity"]) == set(metrics["baseline_intensity"]) == set(metrics["intensity"])
+    tokenize = json.loads((workdir / "metrics/tokenize.json").read_text())
+    corrupt = json.loads((workdir / "metrics/corrupt.json").read_text())
+    for split in ("train", "validation", "test"):
+        counts = tokenize[split]
+        assert counts["examples"] + counts["dropped_too_long"] == corrupt[split]["examples"], split
     challenge = [json.loads(line) for line in (workdir / "data/challenge/challenge.jsonl").read_text().splitlines()]
     assert metrics["challenge"]["examples"] == len(challenge)
     assert set(metrics["challenge"]["categories"]) == {case["category"] for case in challenge}
@@ -39,6 +59,8 @@ def test_all_stages_with_sentencepiece(workdir: Path, capsys: pytest.CaptureFixt
         textmetrics.normalise(lexicon(case["input"])) == textmetrics.normalise(case["expected"]) for case in gaming
     )
     assert metrics["challenge"]["baseline_categories"]["gaming"] == round(hits / len(gaming), 4)
+    assert metrics["challenge"]["copy_categories"]["clean text"] == 1.0
+    assert metrics["challenge"]["copy_categories"]["chat abbreviations"] == 0.0
     curve = (workdir / "metrics/train_curve.csv").read_text().splitlines()
     assert curve[0] == "step,train_loss,lr" and len(curve) == 1 + 12
     predictions = (workdir / "metrics/predictions.jsonl").read_text().splitlines()

@@ -12,9 +12,20 @@ from .conftest import REPO_ROOT
 CHALLENGE = REPO_ROOT / "data/challenge/challenge.jsonl"
 
 
-def test_accuracy_ignores_case_punctuation_and_spacing() -> None:
-    assert textmetrics.accuracy(["i dont  know"], ["I don't know."]) == 1.0
-    assert textmetrics.accuracy(["I do know."], ["I don't know."]) == 0.0
+def test_accuracy_ignores_case_spacing_and_punctuation_around_words() -> None:
+    assert textmetrics.accuracy(["i don't  KNOW"], ["I don't know."]) == 1.0
+    assert textmetrics.accuracy(["'Hello,' she said!"], ["Hello she said"]) == 1.0
+    assert textmetrics.accuracy(["We\u2019re here"], ["we're here."]) == 1.0  # a curly apostrophe is one
+
+
+@pytest.mark.parametrize(("prediction", "target"), [("dont", "don't"), ("were", "we're"), ("its", "it's")])
+def test_accuracy_keeps_apostrophes_inside_words(prediction: str, target: str) -> None:
+    assert textmetrics.accuracy([f"I think {prediction} fine."], [f"I think {target} fine."]) == 0.0
+    assert textmetrics.lenient_accuracy([f"I think {prediction} fine."], [f"I think {target} fine."]) == 1.0
+
+
+def test_accuracy_counts_wrong_words() -> None:
+    assert textmetrics.accuracy(["I do know.", "I don't know"], ["I don't know.", "I don't know."]) == 0.5
 
 
 def test_exact_match_is_strict() -> None:
@@ -37,7 +48,7 @@ def test_chrf_bounds() -> None:
     ("source", "prediction", "target", "category"),
     [
         ("idk tbh", "I don't know, to be honest.", "I don't know, to be honest.", "correct"),
-        ("idk tbh", "i dont know to be honest", "I don't know, to be honest.", "correct"),
+        ("idk tbh", "i don't know to be honest", "I don't know, to be honest.", "correct"),
         ("idk tbh", "", "I don't know, to be honest.", "empty"),
         ("idk tbh", "I don't know, to be honets.", "I don't know, to be honest.", "near miss"),
         ("idk tbh", "idk tbh", "I don't know, to be honest.", "copied input"),

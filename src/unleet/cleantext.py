@@ -1,18 +1,23 @@
-"""Extra clean English for the corrupt stage: text/JSONL corpora and Hugging Face datasets.
+"""Extra clean English for the corrupt stage: text/JSONL corpora and Hugging Face datasets, mixed by source.
 
-Training from scratch is starved of clean text, not of corruptions: every clean sentence becomes
-as many synthetic pairs as `variants` asks. Sources are a file or a directory of `.txt` files (one
-text a line) and `.jsonl` files (one object a line, text under `field`), and optionally a dataset
-`datasets.load_dataset` can open: a hub id where the hub is reachable, or a local dataset
-directory. Texts outside the length bounds, duplicates, and any text that is also an evaluation
-target (validation, test, challenge) are dropped, so the extra text can only ever add training data.
+Training from scratch is starved of clean text, not of corruptions: a few thousand target
+sentences teach a language model of those sentences, not a decoder that reads its input. Sources
+are the `.txt` files (one text a line) and `.jsonl` files (one object a line, text under `field`)
+at `path` (a file, or a directory searched recursively), and optionally a dataset
+`datasets.load_dataset` can open (a hub id where the hub is reachable, or a local dataset
+directory). `sources` sets a `limit` (a seeded sample of that many texts) and `variants`
+(corrupted copies per text) for the files a glob matches, so one large corpus cannot drown the
+real pairs. Texts outside the length bounds, duplicates, and any text that is also an evaluation
+text (validation, test, challenge) are dropped first, so the extra text can only add training data.
 """
 
 from __future__ import annotations
 
+import fnmatch
+import random
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from itertools import chain
+from dataclasses import dataclass
 from pathlib import Path
 
 from unleet import io
@@ -21,6 +26,16 @@ from unleet.params import CleanTextParams
 from unleet.textmetrics import normalise
 
 SUFFIXES = (".txt", ".jsonl")
+DATASET_SOURCE = "dataset"
+
+
+@dataclass
+class Source:
+    """Texts of one source, to be corrupted `variants` times each."""
+
+    name: str
+    texts: list[str]
+    variants: int
 
 
 def corpus_files(path: Path) -> list[Path]:
@@ -68,31 +83,66 @@ def read_dataset(params: CleanTextParams) -> Iterator[str]:
         ) from None
 
 
-def gather(params: CleanTextParams, held_out: Iterable[str], known: Iterable[str]) -> tuple[list[str], dict[str, int]]:
-    """Extra clean texts in source order, and how many were kept or skipped for which reason.
+def grouped_files(params: CleanTextParams) -> dict[str, list[Path]]:
+    """Corpus files by source: the first `sources` glob matching a file's path relative to `path`, else the file."""
+    root = Path(params.path)
+    groups: dict[str, list[Path]] = {}
+    for file in corpus_files(root):
+        relative = file.name if root.is_file() else file.relative_to(root).as_posix()
+        pattern = next((glob for glob in params.sources if fnmatch.fnmatch(relative, glob)), relative)
+        groups.setdefault(pattern, []).append(file)
+    unmatched = [glob for glob in params.sources if glob not in groups and glob != DATASET_SOURCE]
+    if unmatched:
+        raise UnleetError(f"corrupt.clean_text.sources: {', '.join(unmatched)} match no file under {root}")
+    return groups
+
+
+def gather(
+    params: CleanTextParams, held_out: Iterable[str], known: Iterable[str], seed: int = 0
+) -> tuple[list[Source], dict[str, object]]:
+    """Extra clean texts per source, and how many were kept or skipped for which reason.
 
     `held_out` are evaluation texts that must never be trained on; `known` are the texts the
-    pipeline already corrupts (the formal side of the training pairs).
+    pipeline already corrupts (the formal side of the training pairs). A source's `limit` keeps a
+    seeded random sample, so a capped corpus is not just its first lines (files are often sorted).
     """
-    sources: list[Iterable[str]] = [read_file(file, params.field) for file in corpus_files(Path(params.path))]
+    streams: dict[str, Iterable[str]] = {
+        name: (text for file in files for text in read_file(file, params.field))
+        for name, files in grouped_files(params).items()
+    }
     if params.dataset:
-        sources.append(read_dataset(params))
+        streams[DATASET_SOURCE] = read_dataset(params)
     held_out_keys = {normalise(text) for text in held_out}
     seen = {normalise(text) for text in known}
-    kept: list[str] = []
     counts: Counter[str] = Counter()
-    for text in chain.from_iterable(sources):
-        if params.limit is not None and len(kept) >= params.limit:
-            break
-        text = " ".join(text.split())
-        key = normalise(text)
-        if not params.min_chars <= len(text) <= params.max_chars:
-            counts["skipped_length"] += 1
-        elif key in held_out_keys:
-            counts["skipped_held_out"] += 1
-        elif key in seen:
-            counts["skipped_duplicate"] += 1
-        else:
-            seen.add(key)
-            kept.append(text)
-    return kept, {"texts": len(kept), **dict(sorted(counts.items()))}
+    sources: list[Source] = []
+    for name, stream in streams.items():
+        setting = params.sources.get(name)
+        limit = setting.limit if setting and setting.limit is not None else params.limit
+        variants = setting.variants if setting and setting.variants is not None else params.variants
+        kept: list[str] = []
+        for text in stream:
+            if name == DATASET_SOURCE and limit is not None and len(kept) >= limit:
+                break  # streamed: stop downloading once enough texts are in
+            text = " ".join(text.split())
+            key = normalise(text)
+            if not params.min_chars <= len(text) <= params.max_chars:
+                counts["skipped_length"] += 1
+            elif key in held_out_keys:
+                counts["skipped_held_out"] += 1
+            elif key in seen:
+                counts["skipped_duplicate"] += 1
+            else:
+                seen.add(key)
+                kept.append(text)
+        if limit is not None and len(kept) > limit:
+            counts["skipped_limit"] += len(kept) - limit
+            kept = random.Random(f"{seed}:{name}").sample(kept, limit)
+        sources.append(Source(name, kept, variants))
+    summary: dict[str, object] = {
+        "texts": sum(len(source.texts) for source in sources),
+        "pairs": sum(len(source.texts) * source.variants for source in sources),
+        **dict(sorted(counts.items())),
+        "sources": {source.name: {"texts": len(source.texts), "variants": source.variants} for source in sources},
+    }
+    return sources, summary

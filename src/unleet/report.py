@@ -23,6 +23,7 @@ WORKSPACE = "workspace"
 FAILURES_PER_GROUP = 3
 HEADLINE = [
     ("accuracy", "accuracy"),
+    ("lenient_accuracy", "lenient accuracy (apostrophes ignored)"),
     ("exact_match", "exact match"),
     ("cer", "CER"),
     ("chrf", "chrF"),
@@ -179,6 +180,7 @@ def grouped(
         series[name if len(revisions) > 1 else "model"] = [float(table.get(g, {}).get("accuracy", 0)) for g in labels]
     first = tables[revisions[0].name]
     series["lexicon baseline"] = [float(first.get(g, {}).get("baseline_accuracy", 0)) for g in labels]
+    series["input unchanged"] = [float(first.get(g, {}).get("copy_accuracy", 0)) for g in labels]
     rows = [
         [g, first.get(g, {}).get("examples"), *(values[i] for values in series.values())] for i, g in enumerate(labels)
     ]
@@ -218,9 +220,9 @@ def build(output: Path, names: list[str]) -> Path:
         rows.append([label, *values, *change])
     first = next(iter(metrics.values()))
     rows.append(["lexicon baseline accuracy", *[tree.get("baseline_accuracy") for tree in metrics.values()]])
-    rows.append(
-        ["lexicon baseline, challenge", *[dotted(tree, "challenge.baseline_accuracy") for tree in metrics.values()]]
-    )
+    rows.append(["input unchanged accuracy", *[tree.get("copy_accuracy") for tree in metrics.values()]])
+    for label, key in (("lexicon", "baseline_accuracy"), ("input unchanged", "copy_accuracy")):
+        rows.append([f"{label}, challenge", *[dotted(tree, f"challenge.{key}") for tree in metrics.values()]])
     document.table(header, rows)
     document.paragraph(f"{first.get('examples')} test examples, {dotted(first, 'challenge.examples')} challenge cases.")
 

@@ -1,7 +1,9 @@
-"""Text similarity metrics for evaluation: normalised accuracy, exact match, CER and chrF.
+"""Text similarity metrics for evaluation: accuracy, exact match, CER and chrF.
 
-Accuracy ignores case, punctuation and whitespace, as the seed projects' suites did: the decoder
-is judged on words, not on a full stop it could not have known about.
+Accuracy compares words: it ignores case, whitespace and the punctuation around words, as the
+seed projects' suites did (the decoder is judged on words, not on a full stop it could not have
+known about), but keeps apostrophes inside words, because `dont` -> `don't` and `were` -> `we're`
+are exactly the edits the decoder exists to make. `lenient_accuracy` drops apostrophes too.
 """
 
 from __future__ import annotations
@@ -10,15 +12,29 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 
+APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'"})
+NOT_WORD = re.compile(r"[^\w\s']", re.UNICODE)
+OUTER_APOSTROPHE = re.compile(r"(?<!\w)'|'(?!\w)")
 PUNCTUATION = re.compile(r"[^\w\s]", re.UNICODE)
 
 
 def normalise(text: str) -> str:
+    """Case-folded words with the punctuation around them dropped; apostrophes inside a word stay."""
+    text = NOT_WORD.sub("", text.casefold().translate(APOSTROPHES))
+    return " ".join(OUTER_APOSTROPHE.sub("", text).split())
+
+
+def lenient(text: str) -> str:
+    """`normalise`, with apostrophes dropped as well: `dont` counts as `don't`."""
     return " ".join(PUNCTUATION.sub("", text.casefold()).split())
 
 
 def accuracy(predictions: list[str], targets: list[str]) -> float:
     return _mean(normalise(p) == normalise(t) for p, t in zip(predictions, targets, strict=True))
+
+
+def lenient_accuracy(predictions: list[str], targets: list[str]) -> float:
+    return _mean(lenient(p) == lenient(t) for p, t in zip(predictions, targets, strict=True))
 
 
 def exact_match(predictions: list[str], targets: list[str]) -> float:

@@ -11,13 +11,18 @@ Every random choice is seeded per comment and variant: reruns are identical.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
+import multiprocessing
+import os
 import random
 import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+
+from tqdm import tqdm
 
 from unleet import cleantext, io
 from unleet.errors import UnleetError
@@ -33,6 +38,8 @@ METRICS = Path("metrics/corrupt.json")
 SPLITS = ("train", "validation", "test")
 INTENSITIES = ("light", "medium", "heavy")
 EXTRA_PREFIX = "extra-"  # source ids of pairs made from extra clean text
+MIN_TEXTS_PER_WORKER = 20_000  # below this a worker process costs more than it saves
+CHUNK_TEXTS = 5_000
 
 
 @dataclass(frozen=True)
@@ -162,17 +169,52 @@ def assign(pairs: list[dict[str, str]], params: CorruptParams) -> dict[str, list
     return assigned
 
 
+def corrupt_extra(sources: list[cleantext.Source], params: CorruptParams) -> list[dict[str, str]]:
+    """Synthetic training pairs of the extra clean texts, in worker processes when there are many.
+
+    Every row is seeded by (seed, text, variant) alone, so the result is the same whatever the
+    number of processes or the chunking.
+    """
+    jobs = [(extra_id(text), text, source.variants) for source in sources for text in source.texts]
+    workers = min(len(os.sched_getaffinity(0)), max(1, len(jobs) // MIN_TEXTS_PER_WORKER))
+    if workers <= 1:
+        return _corrupt_jobs(jobs, params)
+    chunks = [jobs[start : start + CHUNK_TEXTS] for start in range(0, len(jobs), CHUNK_TEXTS)]
+    rows: list[dict[str, str]] = []
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        progress = tqdm(total=len(jobs), desc="corrupt extra text", unit="text")
+        for chunk_rows, size in pool.imap(functools.partial(_corrupt_chunk, params=params), chunks):
+            rows += chunk_rows
+            progress.update(size)
+        progress.close()
+    return rows
+
+
+def _corrupt_chunk(jobs: list[tuple[str, str, int]], params: CorruptParams) -> tuple[list[dict[str, str]], int]:
+    return _corrupt_jobs(jobs, params), len(jobs)
+
+
+def _corrupt_jobs(jobs: list[tuple[str, str, int]], params: CorruptParams) -> list[dict[str, str]]:
+    corrupter = shared_corrupter()
+    return [row for job in jobs for row in synthetic_rows(*job, params, corrupter)]
+
+
+@functools.cache
+def shared_corrupter() -> Corrupter:
+    """One Corrupter per process: compiling the lexicon's phrase pattern is the slow part."""
+    return Corrupter(load_table(LEXICON_PATH))
+
+
 def build_splits(
-    pairs: list[dict[str, str]], params: CorruptParams, extra_texts: list[str] = ()
+    pairs: list[dict[str, str]], params: CorruptParams, sources: list[cleantext.Source] = ()
 ) -> dict[str, list[dict[str, str]]]:
-    """The shuffled examples of each split; `extra_texts` add synthetic pairs to train only."""
-    corrupter = Corrupter(load_table(LEXICON_PATH))
+    """The shuffled examples of each split; extra clean-text `sources` add synthetic pairs to train only."""
+    corrupter = shared_corrupter()
     splits = {
         name: [row for pair in members for row in examples_for(pair, params, corrupter)]
         for name, members in assign(pairs, params).items()
     }
-    for text in extra_texts:
-        splits["train"] += synthetic_rows(extra_id(text), text, params.clean_text.variants, params, corrupter)
+    splits["train"] += corrupt_extra(list(sources), params)
     for name, rows in splits.items():
         if not rows:
             raise UnleetError(
@@ -183,8 +225,10 @@ def build_splits(
     return splits
 
 
-def gather_clean_text(pairs: list[dict[str, str]], params: CorruptParams) -> tuple[list[str], dict[str, int]]:
-    """Extra clean texts, none of which is a text of validation, test or the challenge set."""
+def gather_clean_text(
+    pairs: list[dict[str, str]], params: CorruptParams
+) -> tuple[list[cleantext.Source], dict[str, object]]:
+    """Extra clean texts by source, none of which is a text of validation, test or the challenge set."""
     assigned = assign(pairs, params)
     held_out = [
         text
@@ -198,13 +242,13 @@ def gather_clean_text(pairs: list[dict[str, str]], params: CorruptParams) -> tup
         for text in (case["input"], case["expected"])
     ]
     known = [text for pair in assigned["train"] for text in (pair["original"], pair["formal"])]
-    return cleantext.gather(params.clean_text, held_out, known)
+    return cleantext.gather(params.clean_text, held_out, known, seed=params.seed)
 
 
 def main(params: Params) -> None:
     pairs = list(io.read_jsonl(INPUT, required=["id", "original", "formal"]))
-    extra_texts, extra_counts = gather_clean_text(pairs, params.corrupt)
-    splits = build_splits(pairs, params.corrupt, extra_texts)
+    sources, extra_counts = gather_clean_text(pairs, params.corrupt)
+    splits = build_splits(pairs, params.corrupt, sources)
     for name, rows in splits.items():
         io.write_jsonl(OUTPUT_DIR / f"{name}.jsonl", rows)
     summary: dict[str, object] = {

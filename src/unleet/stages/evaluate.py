@@ -1,7 +1,9 @@
-"""evaluate: score the trained model and the lexicon baseline on the test split.
+"""evaluate: score the trained model next to two baselines on the test split and the challenge set.
 
-Writes `metrics/eval.json` (accuracy ignoring case, punctuation and whitespace; exact match;
-CER; chrF; the baseline's accuracy; accuracy per corruption intensity), a per-intensity table for
+The baselines are the lexicon normaliser (`baseline_*`) and returning the input unchanged
+(`copy_*`): a decoder worth shipping beats both. Writes `metrics/eval.json` (accuracy, which
+keeps apostrophes inside words; a lenient accuracy that drops them; exact match; CER; chrF;
+everything per corruption intensity and per challenge category), per-group tables for
 `dvc plots`, and sample predictions with their inputs and targets for reading errors.
 """
 
@@ -18,10 +20,10 @@ import torch
 
 from unleet import io, lineage, textmetrics, tracking
 from unleet.decoder import Decoder
+from unleet.inputs import InputFormat
 from unleet.lexicon import Normaliser
 from unleet.modeling import load_trained
 from unleet.params import Params
-from unleet.stages import corrupt
 
 log = logging.getLogger(__name__)
 
@@ -32,39 +34,53 @@ METRICS = Path("metrics/eval.json")
 INTENSITY_TABLE = Path("metrics/eval_intensity.csv")
 SAMPLES = Path("metrics/predictions.jsonl")
 ERRORS = Path("metrics/eval_errors.csv")
-CHALLENGE = corrupt.CHALLENGE
+CHALLENGE = Path("data/challenge/challenge.jsonl")
 CHALLENGE_TABLE = Path("metrics/eval_challenge.csv")
 CHALLENGE_PREDICTIONS = Path("metrics/challenge_predictions.jsonl")
+SYSTEMS = {"model": "accuracy", "lexicon": "baseline_accuracy", "copy": "copy_accuracy"}  # column of each
 
 
 def grouped_accuracy(
-    name: str, groups: list[str], predictions: list[str], baseline: list[str], targets: list[str]
+    name: str, groups: list[str], outputs: dict[str, list[str]], targets: list[str]
 ) -> list[dict[str, Any]]:
-    """Model and baseline accuracy per group (an intensity, a challenge category), one row each."""
+    """Accuracy of each system (model, lexicon, copy) per group (an intensity, a challenge category)."""
     members: dict[str, list[int]] = defaultdict(list)
     for index, group in enumerate(groups):
         members[group].append(index)
-    return [
-        {
-            name: group,
-            "examples": len(indices),
-            "accuracy": round(
-                textmetrics.accuracy([predictions[i] for i in indices], [targets[i] for i in indices]), 4
-            ),
-            "baseline_accuracy": round(
-                textmetrics.accuracy([baseline[i] for i in indices], [targets[i] for i in indices]), 4
-            ),
-        }
-        for group, indices in sorted(members.items())
-    ]
+    rows = []
+    for group, indices in sorted(members.items()):
+        wanted = [targets[i] for i in indices]
+        row: dict[str, Any] = {name: group, "examples": len(indices)}
+        for system, column in SYSTEMS.items():
+            row[column] = round(textmetrics.accuracy([outputs[system][i] for i in indices], wanted), 4)
+        rows.append(row)
+    return rows
 
 
 def scores(predictions: list[str], targets: list[str]) -> dict[str, float]:
     return {
         "accuracy": round(textmetrics.accuracy(predictions, targets), 4),
+        "lenient_accuracy": round(textmetrics.lenient_accuracy(predictions, targets), 4),
         "exact_match": round(textmetrics.exact_match(predictions, targets), 4),
         "cer": round(textmetrics.cer(predictions, targets), 4),
         "chrf": round(textmetrics.chrf(predictions, targets), 2),
+    }
+
+
+def baseline_scores(outputs: dict[str, list[str]], targets: list[str]) -> dict[str, float]:
+    """`baseline_*` (lexicon) and `copy_*` (the input unchanged) figures, named like the model's."""
+    figures = {}
+    for system, prefix in (("lexicon", "baseline"), ("copy", "copy")):
+        figures[f"{prefix}_accuracy"] = round(textmetrics.accuracy(outputs[system], targets), 4)
+        figures[f"{prefix}_chrf"] = round(textmetrics.chrf(outputs[system], targets), 2)
+    return figures
+
+
+def per_group(table: list[dict[str, Any]], key: str, name: str) -> dict[str, dict[str, float]]:
+    """{name: {...}, "baseline_" + name: {...}, "copy_" + name: {...}}: each system's accuracy per `key`."""
+    return {
+        f"{prefix}{name}": {row[key]: row[column] for row in table}
+        for prefix, column in (("", "accuracy"), ("baseline_", "baseline_accuracy"), ("copy_", "copy_accuracy"))
     }
 
 
@@ -77,7 +93,7 @@ def score(params: Params, tracker: tracking.Tracker) -> None:
     rows = list(io.read_jsonl(TEST_SPLIT, required=["input", "target", "intensity"]))
     model, tokenizer = load_trained(TRAINED)
     model.to("cuda" if torch.cuda.is_available() else "cpu")
-    decoder = Decoder(model, tokenizer, params.tokenizer.max_source_length)
+    decoder = Decoder(model, tokenizer, params.tokenizer.max_source_length, InputFormat.load(TRAINED))
 
     inputs = [row["input"] for row in rows]
     targets = [row["target"] for row in rows]
@@ -85,19 +101,19 @@ def score(params: Params, tracker: tracking.Tracker) -> None:
     options = params.evaluate
     predictions = decoder.decode(inputs, options.batch_size, options.max_new_tokens, options.num_beams, progress=True)
     seconds = time.perf_counter() - started
-    lexicon_baseline = Normaliser()
-    baseline = [lexicon_baseline(text) for text in inputs]
-
-    table = grouped_accuracy("intensity", [row["intensity"] for row in rows], predictions, baseline, targets)
+    lexicon = Normaliser()
+    outputs = {"model": predictions, "lexicon": [lexicon(text) for text in inputs], "copy": inputs}
+    table = grouped_accuracy("intensity", [row["intensity"] for row in rows], outputs, targets)
 
     challenge = list(io.read_jsonl(CHALLENGE, required=["category", "input", "expected"]))
     challenge_inputs = [case["input"] for case in challenge]
     expected = [case["expected"] for case in challenge]
-    answers = decoder.decode(challenge_inputs, options.batch_size, options.max_new_tokens, options.num_beams)
-    lexicon_answers = [lexicon_baseline(text) for text in challenge_inputs]
-    challenge_table = grouped_accuracy(
-        "category", [case["category"] for case in challenge], answers, lexicon_answers, expected
-    )
+    answers = {
+        "model": decoder.decode(challenge_inputs, options.batch_size, options.max_new_tokens, options.num_beams),
+        "lexicon": [lexicon(text) for text in challenge_inputs],
+        "copy": challenge_inputs,
+    }
+    challenge_table = grouped_accuracy("category", [case["category"] for case in challenge], answers, expected)
 
     categories = Counter(map(textmetrics.error_category, inputs, predictions, targets))
     errors = [
@@ -105,21 +121,20 @@ def score(params: Params, tracker: tracking.Tracker) -> None:
         for name in textmetrics.ERROR_CATEGORIES
     ]
 
+    challenge_scores = {
+        column: round(textmetrics.accuracy(answers[system], expected), 4) for system, column in SYSTEMS.items()
+    }
     metrics = {
         **scores(predictions, targets),
-        "baseline_accuracy": round(textmetrics.accuracy(baseline, targets), 4),
-        "baseline_chrf": round(textmetrics.chrf(baseline, targets), 2),
+        **baseline_scores(outputs, targets),
         "examples": len(rows),
         "sentences_per_second": round(len(rows) / seconds, 2),
-        "intensity": {row["intensity"]: row["accuracy"] for row in table},
-        "baseline_intensity": {row["intensity"]: row["baseline_accuracy"] for row in table},
+        **per_group(table, "intensity", "intensity"),
         "errors": {row["category"]: row["share"] for row in errors},
         "challenge": {
-            "accuracy": round(textmetrics.accuracy(answers, expected), 4),
-            "baseline_accuracy": round(textmetrics.accuracy(lexicon_answers, expected), 4),
+            **challenge_scores,
             "examples": len(challenge),
-            "categories": {row["category"]: row["accuracy"] for row in challenge_table},
-            "baseline_categories": {row["category"]: row["baseline_accuracy"] for row in challenge_table},
+            **per_group(challenge_table, "category", "categories"),
         },
     }
     io.write_json(METRICS, metrics)
@@ -132,10 +147,10 @@ def score(params: Params, tracker: tracking.Tracker) -> None:
             {
                 **case,
                 "prediction": answer,
-                "baseline": lexicon,
+                "baseline": baseline,
                 "correct": textmetrics.normalise(answer) == textmetrics.normalise(case["expected"]),
             }
-            for case, answer, lexicon in zip(challenge, answers, lexicon_answers, strict=True)
+            for case, answer, baseline in zip(challenge, answers["model"], answers["lexicon"], strict=True)
         ),
     )
     io.write_jsonl(
@@ -145,7 +160,7 @@ def score(params: Params, tracker: tracking.Tracker) -> None:
                 "input": row["input"],
                 "target": row["target"],
                 "prediction": predictions[i],
-                "baseline": baseline[i],
+                "baseline": outputs["lexicon"][i],
                 "intensity": row["intensity"],
                 "category": textmetrics.error_category(row["input"], predictions[i], row["target"]),
             }
@@ -164,8 +179,9 @@ def score(params: Params, tracker: tracking.Tracker) -> None:
     if params.tracking.register_model:
         tracker.register(MODEL_DIR, params.tracking.register_model)
     log.info(
-        "evaluate: accuracy %.3f (baseline %.3f) on %d examples",
+        "evaluate: accuracy %.3f (lexicon %.3f, copy %.3f) on %d examples",
         metrics["accuracy"],
         metrics["baseline_accuracy"],
+        metrics["copy_accuracy"],
         len(rows),
     )
