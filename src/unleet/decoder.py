@@ -10,6 +10,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from unleet import io, lineage
 from unleet.errors import UnleetError
+from unleet.inputs import InputFormat
 from unleet.modeling import load_trained
 
 DEFAULT_MAX_SOURCE_LENGTH = 256
@@ -18,8 +19,15 @@ DEFAULT_MAX_SOURCE_LENGTH = 256
 class Decoder:
     """Greedy or beam decoding in batches sorted by length (little padding), bf16 on CUDA."""
 
-    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, max_source_length: int) -> None:
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        max_source_length: int,
+        input_format: InputFormat | None = None,
+    ) -> None:
         self.model, self.tokenizer, self.max_source_length = model.eval(), tokenizer, max_source_length
+        self.input_format = input_format or InputFormat()
 
     @torch.no_grad()
     def decode(
@@ -31,6 +39,7 @@ class Decoder:
         progress: bool = False,
     ) -> list[str]:
         """One single-line output per input, in input order."""
+        texts = self.input_format.sources(texts)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         outputs = [""] * len(texts)
         device = self.model.device
@@ -66,7 +75,7 @@ def load(path: str | Path = "models/unleet", device: str | None = None) -> Decod
     length = DEFAULT_MAX_SOURCE_LENGTH
     if (directory / lineage.LINEAGE_FILE).is_file():
         length = lineage.read(directory)["params"]["tokenizer"]["max_source_length"]
-    return Decoder(model, tokenizer, length)
+    return Decoder(model, tokenizer, length, InputFormat.load(directory))
 
 
 def input_lines(data: bytes, name: str) -> list[str]:

@@ -116,6 +116,7 @@ def collect(
 def model_card(lineage: dict[str, Any]) -> str:
     """A Hugging Face-style card: front matter, usage, the numbers, and where it came from."""
     params, metrics = lineage["params"], lineage["metrics"]
+    challenge = metrics.get("challenge", {})
     model, train = params["model"], params["train"]
     git = lineage["git"]
     source = f"`{git['commit']}`{' (uncommitted changes)' if git['dirty'] else ''}" if git["commit"] else "not in git"
@@ -129,26 +130,26 @@ tags: [unleet, slang, leetspeak, normalisation, dvc]
 
 # unleet decoder
 
-Turns slang and leetspeak ("idk wh4t 2 d0 tbh") into plain English. A T5-architecture
-encoder-decoder (`model={model["preset"]}`, `peft={params["peft"]["method"]}`,
-`tokenizer={params["tokenizer"]["kind"]}`) trained for {train["max_steps"]} steps at lr {train["lr"]}.
+Turns slang and leetspeak ("idk wh4t 2 d0 tbh") into plain English. An encoder-decoder
+(`model={model["preset"]}`, architecture {model.get("architecture", "t5")}, `peft={params["peft"]["method"]}`,
+`tokenizer={params["tokenizer"]["kind"]}`) trained for {train["max_steps"]} steps at lr {train["lr"]}. It reads
+the input as `input_format.json` says (with `hint: lexicon`, the lexicon's reading, ` ⇐ `, then the
+text); `unleet.load` builds that from plain text:
 
 ```python
-from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+import unleet
 
-tokenizer = AutoTokenizer.from_pretrained("models/unleet")
-model = AutoModelForSeq2SeqLM.from_pretrained("models/unleet")
-batch = tokenizer(["idk wh4t 2 d0 tbh"], return_tensors="pt")
-print(tokenizer.decode(model.generate(**batch, max_new_tokens=64)[0], skip_special_tokens=True))
+print(unleet.load("models/unleet").decode(["idk wh4t 2 d0 tbh"]))
 ```
 
 ## Evaluation (test split, {metrics.get("examples")} examples)
 
-| metric | model | lexicon baseline |
-|---|---|---|
-| accuracy | {metrics.get("accuracy")} | {metrics.get("baseline_accuracy")} |
-| chrF | {metrics.get("chrf")} | {metrics.get("baseline_chrf")} |
-| CER | {metrics.get("cer")} | |
+| metric | model | lexicon baseline | input unchanged |
+|---|---|---|---|
+| accuracy | {metrics.get("accuracy")} | {metrics.get("baseline_accuracy")} | {metrics.get("copy_accuracy")} |
+| chrF | {metrics.get("chrf")} | {metrics.get("baseline_chrf")} | {metrics.get("copy_chrf")} |
+| challenge | {challenge.get("accuracy")} | {challenge.get("baseline_accuracy")} | {challenge.get("copy_accuracy")} |
+| CER | {metrics.get("cer")} | | |
 
 ## Lineage
 

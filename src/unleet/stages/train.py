@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pyarrow.compute as pc
 import torch
 from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list, set_seed
@@ -52,12 +53,15 @@ def batches(dataset: Dataset, plan: list[list[int]], collate: Any, workers: int,
         collate_fn=collate,
         num_workers=workers,
         pin_memory=pin,
+        prefetch_factor=4 if workers else None,
         generator=torch.Generator(),
     )
 
 
 def lengths(dataset: Dataset) -> tuple[list[int], list[int]]:
-    return [len(ids) for ids in dataset["input_ids"]], [len(ids) for ids in dataset["labels"]]
+    """Source and target lengths, read from the Arrow columns without materialising the token lists."""
+    table = dataset.data.table
+    return tuple(pc.list_value_length(table.column(name)).to_numpy().tolist() for name in ("input_ids", "labels"))
 
 
 @torch.no_grad()
@@ -83,6 +87,18 @@ def sample_translations(model: torch.nn.Module, tokenizer: Any, texts: list[str]
     model.train()
     decoded = tokenizer.batch_decode(outputs, skip_special_tokens=True)
     return " | ".join(f"{text} => {output.strip()}" for text, output in zip(texts, decoded, strict=True))
+
+
+def read_losses(unread: list[tuple[int, torch.Tensor, float]], train_curve: list[dict[str, Any]]) -> None:
+    """Move the steps' losses, still on the device, into the curve with one transfer (one host sync)."""
+    if not unread:
+        return
+    values = torch.stack([loss.float() for _, loss, _ in unread]).tolist()
+    train_curve += [
+        {"step": step, "train_loss": round(value, 5), "lr": lr}
+        for (step, _, lr), value in zip(unread, values, strict=True)
+    ]
+    unread.clear()
 
 
 def log_curves(tracker: tracking.Tracker, train_curve: list[dict[str, Any]], validation: list[dict[str, Any]]) -> None:
@@ -153,6 +169,7 @@ def fit(params: Params, accelerator: Accelerator, tracker: tracking.Tracker) -> 
     resumed_from = step
 
     tokens = padded_tokens = 0
+    unread_losses: list[tuple[int, torch.Tensor, float]] = []
     stale_evaluations = 0
     paused = 0.0  # seconds in validation and checkpoints, kept out of tokens_per_second
     started = time.perf_counter()
@@ -163,6 +180,8 @@ def fit(params: Params, accelerator: Accelerator, tracker: tracking.Tracker) -> 
     while step < cfg.max_steps:
         epoch_plan = plan.shard(position.epoch, rank, world)[position.batch :]
         for batch in batches(train_set, epoch_plan, collate, cfg.loader_workers, cuda):
+            tokens += int(batch["attention_mask"].sum()) + int((batch["labels"] != -100).sum())  # on the CPU batch
+            padded_tokens += batch["input_ids"].numel() + batch["labels"].numel()
             batch = {key: value.to(accelerator.device, non_blocking=True) for key, value in batch.items()}
             with accelerator.autocast():
                 loss = forward(**batch).loss
@@ -173,13 +192,14 @@ def fit(params: Params, accelerator: Accelerator, tracker: tracking.Tracker) -> 
             optimizer.zero_grad(set_to_none=True)
             step += 1
             position = batching.Position(position.epoch, position.batch + 1)
-            tokens += int(batch["attention_mask"].sum()) + int((batch["labels"] != -100).sum())
-            padded_tokens += batch["input_ids"].numel() + batch["labels"].numel()
-            train_curve.append({"step": step, "train_loss": round(loss.item(), 5), "lr": scheduler.get_last_lr()[0]})
+            unread_losses.append((step, loss.detach(), scheduler.get_last_lr()[0]))  # read in bulk: no sync per step
             progress.update()
 
             pause_started = time.perf_counter()
-            if step % cfg.eval_every == 0 or step == cfg.max_steps:
+            evaluating = step % cfg.eval_every == 0 or step == cfg.max_steps
+            if evaluating or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0):
+                read_losses(unread_losses, train_curve)
+            if evaluating:
                 # The main process scores the whole (small) split; every process needs the result.
                 loss_now = [math.nan]
                 if accelerator.is_main_process:
@@ -194,7 +214,7 @@ def fit(params: Params, accelerator: Accelerator, tracker: tracking.Tracker) -> 
                     )
                 validation_curve.append(row)
                 log_curves(tracker, train_curve, validation_curve)
-                progress.set_postfix(train=f"{loss.item():.3f}", validation=f"{loss_now:.3f}")
+                progress.set_postfix(train=f"{train_curve[-1]['train_loss']:.3f}", validation=f"{loss_now:.3f}")
                 if loss_now < best["loss"]:
                     best, stale_evaluations = {"loss": loss_now, "step": step}, 0
                     if cfg.keep_best and accelerator.is_main_process:
@@ -221,6 +241,7 @@ def fit(params: Params, accelerator: Accelerator, tracker: tracking.Tracker) -> 
             continue
         break
     progress.close()
+    read_losses(unread_losses, train_curve)
     wall = time.perf_counter() - started
 
     if not accelerator.is_main_process:
@@ -231,7 +252,7 @@ def fit(params: Params, accelerator: Accelerator, tracker: tracking.Tracker) -> 
         log.info("train: keeping the best validation checkpoint, step %d", best["step"])
     parameters = sum(p.numel() for p in final.parameters())
     trainable = sum(p.numel() for p in final.parameters() if p.requires_grad)
-    modeling.save_trained(final, tokenizer, MODEL_DIR, merge=params.peft.merge)  # merging folds LoRA in place
+    modeling.save_trained(final, TOKENIZED / "tokenizer", MODEL_DIR, params.peft.merge)  # merging folds LoRA in place
     window = [row["train_loss"] for row in train_curve[-cfg.eval_every :]]
     io.write_csv(TRAIN_CURVE, train_curve)
     io.write_csv(VALIDATION_CURVE, validation_curve)
