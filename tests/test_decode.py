@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from transformers import ByT5Tokenizer, T5ForConditionalGeneration
+from transformers import ByT5Tokenizer, PegasusConfig, PegasusForConditionalGeneration, T5ForConditionalGeneration
 
 import unleet
+from unleet.inputs import DECODE_SLACK, InputFormat
 
 from .conftest import save_tiny_t5, tool_environment
 
@@ -95,6 +97,35 @@ def test_beams_change_the_search(tmp_path: Path) -> None:
     result = subprocess.run(command, env=tool_environment(), capture_output=True, timeout=300)
     assert result.returncode == 0, result.stderr.decode()
     assert result.stdout.decode().splitlines() == [search(text, 4)]
+
+
+def test_a_model_that_never_stops_writes_in_proportion_to_its_input(tmp_path: Path) -> None:
+    """A model that always writes "a" and never </s> runs to max_new_tokens, unless the training ratio caps it."""
+    tokenizer = ByT5Tokenizer()
+    config = PegasusConfig(
+        d_model=32,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        max_position_embeddings=512,
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+        forced_eos_token_id=None,
+    )
+    model = PegasusForConditionalGeneration(config)
+    model.final_logits_bias[0, tokenizer("a").input_ids[0]] = 1e4
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    text = "gg wp"  # five bytes and </s>
+
+    assert unleet.load(tmp_path).decode([text], max_new_tokens=200) == ["a" * 200]
+    InputFormat(max_target_ratio=1.5).save(tmp_path)
+    assert unleet.load(tmp_path).decode([text], max_new_tokens=200) == ["a" * (math.ceil(1.5 * 6) + DECODE_SLACK)]
 
 
 @pytest.mark.parametrize(

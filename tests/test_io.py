@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -33,6 +35,21 @@ def test_failed_directory_write_keeps_old_directory(tmp_path: Path) -> None:
         raise RuntimeError("crash midway")
     assert (target / "weights").read_text() == "v1"
     assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+@pytest.mark.parametrize(("umask", "file_mode", "dir_mode"), [(0o022, 0o644, 0o755), (0o027, 0o640, 0o750)])
+def test_outputs_honour_the_umask(umask: int, file_mode: int, dir_mode: int, tmp_path: Path) -> None:
+    """tempfile makes 0600 files and 0700 directories; a finished output must read like any other file."""
+    previous = os.umask(umask)
+    try:
+        io.write_json(tmp_path / "metrics.json", {"accuracy": 1.0})
+        with io.atomic_path(tmp_path / "model", is_dir=True) as staging:
+            (staging / "weights").write_text("v1")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "metrics.json").stat().st_mode) == file_mode
+    assert stat.S_IMODE((tmp_path / "model").stat().st_mode) == dir_mode
+    assert stat.S_IMODE((tmp_path / "model" / "weights").stat().st_mode) == file_mode
 
 
 def test_broken_jsonl_line_names_file_and_line(tmp_path: Path) -> None:

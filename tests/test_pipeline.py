@@ -24,7 +24,9 @@ def test_all_stages_with_sentencepiece_and_lexicon_hint(workdir: Path, capsys: p
         assert cli.main([stage]) == 0, stage
 
     assert (workdir / "data/tokenized/tokenizer/spiece.model").is_file()
-    assert unleet.load(workdir / "models/unleet").input_format == InputFormat("lexicon")
+    ratio = json.loads((workdir / "metrics/tokenize.json").read_text())["train"]["max_target_ratio"]
+    assert 0 < ratio < 1  # the hinted source repeats the text, so every target is shorter than its source
+    assert unleet.load(workdir / "models/unleet").input_format == InputFormat("lexicon", max_target_ratio=ratio)
     tokenized = load_from_disk(str(workdir / "data/tokenized/validation"))
     first = json.loads((workdir / "data/corrupted/validation.jsonl").read_text().splitlines()[0])
     source = AutoTokenizer.from_pretrained(workdir / "models/unleet").decode(tokenized[0]["input_ids"])

@@ -27,6 +27,7 @@ def test_over_long_pairs_are_dropped_and_counted() -> None:
     assert dataset["labels"] == [tokenizer(text_target="Good game.")["input_ids"]]
     assert dataset["labels"][0][-1] == tokenizer.eos_token_id
     assert stats["target_length"]["max"] == 24  # lengths describe every pair, kept or not
+    assert stats["max_target_ratio"] == round(11 / 3, 4)  # of kept pairs only: what decoding may be capped by
 
 
 def test_lexicon_hint_is_what_the_model_reads_and_travels_with_it(tmp_path: Path) -> None:
@@ -36,6 +37,9 @@ def test_lexicon_hint_is_what_the_model_reads_and_travels_with_it(tmp_path: Path
     assert InputFormat().sources(["idk wh4t 2 d0"]) == ["idk wh4t 2 d0"]
     hinted.save(tmp_path)
     assert InputFormat.load(tmp_path) == hinted
+    measured = InputFormat("lexicon", max_target_ratio=1.25)
+    measured.save(tmp_path)
+    assert InputFormat.load(tmp_path) == measured
     assert InputFormat.load(tmp_path / "elsewhere") == InputFormat()  # models saved before hints read plain text
     with pytest.raises(UnleetError, match=r"tokenizer\.hint='thesaurus': unknown, expected one of none, lexicon"):
         InputFormat("thesaurus")

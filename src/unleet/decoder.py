@@ -17,7 +17,10 @@ DEFAULT_MAX_SOURCE_LENGTH = 256
 
 
 class Decoder:
-    """Greedy or beam decoding in batches sorted by length (little padding), bf16 on CUDA."""
+    """Greedy or beam decoding in batches sorted by length (little padding), bf16 on CUDA.
+
+    Each batch writes at most as many tokens as its longest source allows (`InputFormat.new_token_limit`).
+    """
 
     def __init__(
         self,
@@ -54,10 +57,9 @@ class Decoder:
                 truncation=True,
                 max_length=self.max_source_length,
             ).to(device)
+            limit = self.input_format.new_token_limit(batch["input_ids"].shape[1], max_new_tokens)
             with autocast:
-                generated = self.model.generate(
-                    **batch, max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=False
-                )
+                generated = self.model.generate(**batch, max_new_tokens=limit, num_beams=num_beams, do_sample=False)
             decoded = self.tokenizer.batch_decode(generated, skip_special_tokens=True)
             for index, text in zip(indices, decoded, strict=True):
                 outputs[index] = " ".join(text.split())

@@ -1,4 +1,5 @@
-"""What the model reads: the text as written, optionally after the lexicon's reading of it.
+"""What the model reads (the text as written, optionally after the lexicon's reading of it) and how
+long what it writes may grow.
 
 With `tokenizer.hint=lexicon` the model's source is `lexicon(text) ⇐ text`: the offline
 normaliser has already expanded the abbreviations and decoded the leet it knows, so the model
@@ -7,11 +8,17 @@ stays a number) rather than to rebuild every word from scratch. The reading come
 it lines up, position by position, with the output the model writes. The format is saved beside the tokenizer and with
 every trained model (`input_format.json`), so decoding always builds the source the model was
 trained on.
+
+A model that has not learnt to stop would otherwise write until `max_new_tokens` (256 tokens of
+repeated text, seconds per line on a CPU). The tokenize stage records the longest target relative
+to its source in the training split (`max_target_ratio`, in tokens), and decoding stops after
+`ceil(max_target_ratio * source tokens) + DECODE_SLACK` new tokens when that is fewer.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
 import os
 from dataclasses import asdict, dataclass
@@ -26,11 +33,13 @@ FORMAT_FILE = "input_format.json"
 HINTS = ("none", "lexicon")
 SEPARATOR = " ⇐ "
 PARALLEL_FROM = 50_000  # texts: below this, worker processes cost more than they save
+DECODE_SLACK = 4  # tokens past the ratio's cap: room for a source a little shorter than any in training
 
 
 @dataclass(frozen=True)
 class InputFormat:
     hint: str = "none"
+    max_target_ratio: float | None = None
 
     def __post_init__(self) -> None:
         if self.hint not in HINTS:
@@ -45,6 +54,12 @@ class InputFormat:
             return [_with_hint(text) for text in texts]
         with multiprocessing.get_context("fork").Pool(workers) as pool:
             return pool.map(_with_hint, texts, chunksize=2_000)
+
+    def new_token_limit(self, source_tokens: int, requested: int) -> int:
+        """At most `requested` new tokens, and no more than training targets needed for a source this long."""
+        if self.max_target_ratio is None:
+            return requested
+        return min(requested, math.ceil(self.max_target_ratio * source_tokens) + DECODE_SLACK)
 
     def save(self, directory: Path) -> None:
         io.write_json(directory / FORMAT_FILE, asdict(self))

@@ -40,11 +40,23 @@ REQUIRED = [
 ]
 
 
+PAGE_CACHE_NOTE = """Pages that `scrape.source=reddit` fetched, one file per URL: a rerun reads them
+instead of fetching again. Offline sources leave only this note, which also keeps DVC from
+warning that the output is empty.
+"""
+
+
 class PageCache:
     """Complete pages on disk, one file per URL, each written atomically."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
+
+    def prepare(self) -> None:
+        """Create the cache with its note: a persistent DVC output that offline runs leave without pages."""
+        note = self.root / "README.txt"
+        if not note.is_file():
+            io.write_text(note, PAGE_CACHE_NOTE)
 
     def _file(self, url: str) -> Path:
         return self.root / f"{hashlib.sha256(url.encode('utf-8')).hexdigest()[:32]}.html"
@@ -149,7 +161,6 @@ def crawl(params: ScrapeParams, counts: dict[str, int]) -> Iterator[str]:
     """Pages of comments from the live site, resuming from (and filling) the page cache."""
     if not params.subreddits:
         raise UnleetError("scrape.subreddits: empty; name at least one subreddit to crawl")
-    PAGE_CACHE.mkdir(parents=True, exist_ok=True)
     for name in (
         "requests",
         "retries",

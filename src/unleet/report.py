@@ -14,10 +14,14 @@ import html
 import io as text_io
 import json
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from unleet import io
 from unleet.errors import UnleetError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 WORKSPACE = "workspace"
 FAILURES_PER_GROUP = 3
@@ -67,57 +71,64 @@ def dotted(tree: dict[str, Any], key: str) -> Any:
     return tree if not isinstance(tree, dict) else None
 
 
-def bar_chart(path: Path, title: str, labels: list[str], series: dict[str, list[float]]) -> None:
-    """Horizontal grouped bars, one group per label, one colour per series."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def bar_figure(title: str, labels: list[str], series: dict[str, list[float]]) -> Figure:
+    """Horizontal grouped bars, one group per label, one colour per series, each bar labelled with its value."""
     height = 0.8 / len(series)
-    figure, axes = plt.subplots(figsize=(8, 0.5 * len(labels) * len(series) + 1.5))
+    figure, axes = pyplot().subplots(figsize=(8, 0.5 * len(labels) * len(series) + 1.5))
     for offset, (name, values) in enumerate(series.items()):
         positions = [index + offset * height for index in range(len(labels))]
-        axes.barh(positions, values, height=height, label=name)
+        bars = axes.barh(positions, values, height=height, label=name)
+        axes.bar_label(bars, fmt="%.2f", padding=3, fontsize=8)  # a bar at 0.00 is otherwise invisible
     axes.set_yticks([index + height * (len(series) - 1) / 2 for index in range(len(labels))], labels)
     axes.invert_yaxis()
-    axes.set_xlim(0, 1)
+    axes.set_xlim(0, 1.12)  # room for the label of a bar at 1.00
+    axes.set_xticks([0, 0.25, 0.5, 0.75, 1])
     axes.set_xlabel("accuracy")
     axes.set_title(title)
     axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1))
     axes.grid(axis="x", alpha=0.3)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    return figure
 
 
-def loss_chart(path: Path, curves: dict[str, tuple[list[dict[str, str]], list[dict[str, str]]]]) -> None:
-    """Training loss (thin) and validation loss (markers) per revision, on a log scale."""
+def loss_figure(curves: dict[str, tuple[list[dict[str, str]], list[dict[str, str]]]]) -> Figure:
+    """Training loss (thin line) and validation loss (markers) per revision, on a log scale with plain ticks."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    figure, axes = pyplot().subplots(figsize=(8, 4.5))
+    for index, (name, (train, validation)) in enumerate(curves.items()):
+        colour = f"C{index}"
+        steps, losses = [int(r["step"]) for r in train], [float(r["train_loss"]) for r in train]
+        axes.plot(steps, losses, colour, alpha=0.4, lw=1, label=f"{name} training")
+        steps, losses = [int(r["step"]) for r in validation], [float(r["validation_loss"]) for r in validation]
+        axes.plot(steps, losses, colour, marker="o", label=f"{name} validation")
+    axes.set_yscale("log")
+    axes.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axes.yaxis.set_minor_formatter(NullFormatter())
+    axes.set_xlabel("step")
+    axes.set_ylabel("loss (log scale)")
+    axes.set_title("Loss per step")
+    axes.legend()
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
+def pyplot() -> ModuleType:
+    """matplotlib's pyplot on the file-only backend (no display here, nor on a GPU box)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(8, 4.5))
-    for index, (name, (train, validation)) in enumerate(curves.items()):
-        colour = f"C{index}"
-        axes.plot([int(r["step"]) for r in train], [float(r["train_loss"]) for r in train], colour, alpha=0.4, lw=1)
-        axes.plot(
-            [int(r["step"]) for r in validation],
-            [float(r["validation_loss"]) for r in validation],
-            colour,
-            marker="o",
-            label=f"{name} validation",
-        )
-    axes.set_yscale("log")
-    axes.set_xlabel("step")
-    axes.set_ylabel("loss (thin line: training)")
-    axes.set_title("Loss per step")
-    axes.legend()
-    axes.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    return plt
+
+
+def save_figure(figure: Figure, path: Path) -> None:
+    with io.atomic_path(path) as staging:
+        figure.savefig(staging, dpi=120, format="png")
+    pyplot().close(figure)
 
 
 class Document:
@@ -232,7 +243,7 @@ def build(output: Path, names: list[str]) -> Path:
     ]:
         labels, series, table_rows = grouped(revisions, path, key)
         document.heading(heading)
-        bar_chart(output / picture, heading, labels, series)
+        save_figure(bar_figure(heading, labels, series), output / picture)
         document.image(picture, heading)
         document.table([key, "examples", *series], table_rows)
 
@@ -241,7 +252,7 @@ def build(output: Path, names: list[str]) -> Path:
         revision.name: (revision.rows("metrics/train_curve.csv"), revision.rows("metrics/validation_curve.csv"))
         for revision in revisions
     }
-    loss_chart(output / "loss_curves.png", curves)
+    save_figure(loss_figure(curves), output / "loss_curves.png")
     document.image("loss_curves.png", "Loss per step")
 
     latest = revisions[-1]

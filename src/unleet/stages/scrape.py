@@ -212,7 +212,7 @@ def _empty_message(params: ScrapeParams, dropped: Counts) -> str:
 
 
 def main(params: Params) -> None:
-    reddit.PAGE_CACHE.mkdir(parents=True, exist_ok=True)  # a persistent output, empty for offline sources
+    reddit.PageCache(reddit.PAGE_CACHE).prepare()
     comments, metrics = collect(params.scrape)
     io.write_jsonl(OUTPUT, (asdict(comment) for comment in comments))
     io.write_json(METRICS, metrics)

@@ -8,6 +8,7 @@ model, and `metrics/tokenize.json` records lengths and how many over-long pairs 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 from pathlib import Path
@@ -102,6 +103,7 @@ def encode(rows: list[dict], tokenizer: PreTrainedTokenizerBase, params: Tokeniz
     stats = {
         "examples": len(kept),
         "dropped_too_long": int(len(rows) - len(kept)),
+        "max_target_ratio": round(float((target_lengths[kept] / source_lengths[kept]).max()), 4) if len(kept) else None,
         "source_length": _percentiles(source_lengths),
         "target_length": _percentiles(target_lengths),
     }
@@ -141,7 +143,6 @@ def main(params: Params) -> None:
     with io.atomic_path(OUTPUT_DIR, is_dir=True) as staging:
         tokenizer_dir = staging / "tokenizer"
         tokenizer_dir.mkdir()
-        input_format.save(tokenizer_dir)
         tokenizer = build_tokenizer(params.tokenizer, rows["train"], tokenizer_dir)
         tokenizer.save_pretrained(tokenizer_dir)
         metrics["vocab_size"] = len(tokenizer)
@@ -153,5 +154,6 @@ def main(params: Params) -> None:
                     f"{params.tokenizer.max_source_length} or max_target_length={params.tokenizer.max_target_length}"
                 )
             dataset.save_to_disk(str(staging / name))
+        dataclasses.replace(input_format, max_target_ratio=metrics["train"]["max_target_ratio"]).save(tokenizer_dir)
     io.write_json(METRICS, metrics)
     log.info("tokenize: %s tokenizer, vocabulary %d", params.tokenizer.kind, len(tokenizer))
