@@ -90,6 +90,9 @@ def test_plots_show_and_diff_render_html(repo: Project) -> None:
     page = (repo.root / "plots-show/index.html").read_text()
     assert all(plot_id in page for plot_id in PLOT_IDS), page[:2000]
     assert '"step"' in page and '"validation_loss"' in page  # the curves' data is in the page
+    tags = re.findall(r"<script[^>]*>", page)
+    assert tags and not any("src=" in tag for tag in tags)  # no script from a CDN: the page draws offline
+    assert all(f'data-package="{name}@' in page for name in ("vega", "vega-lite", "vega-embed"))
     repo.run("dvc", "plots", "diff", "HEAD~1", "HEAD", "-o", "plots-diff")
     page = (repo.root / "plots-diff/index.html").read_text()
     assert all(plot_id in page for plot_id in PLOT_IDS) and "HEAD~1" in page
