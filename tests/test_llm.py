@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from unleet import params as params_module
-from unleet.answers import AnswerCache, check_answer
+from unleet.answers import AnswerCache, check_answer, prepare_cache
 from unleet.errors import UnleetError
 from unleet.lexicon import Normaliser
 from unleet.llm import make_translator
@@ -242,6 +242,17 @@ def test_half_written_cache_line_is_dropped(tmp_path: Path) -> None:
     assert list(cache.entries) == ["a"]
     cache.put({"key": "c", "answer": "C"})
     assert [json.loads(line)["key"] for line in path.read_text().splitlines()] == ["a", "c"]
+
+
+def test_a_new_cache_holds_only_its_header_and_fills_after_it(tmp_path: Path) -> None:
+    """Offline runs leave the header alone in the file (no empty output for DVC to warn about)."""
+    path = tmp_path / "cache.jsonl"
+    prepare_cache(path)
+    assert len(AnswerCache(path)) == 0 and path.stat().st_size > 0
+    AnswerCache(path).put({"key": "a", "answer": "A"})
+    prepare_cache(path)  # an existing cache is left as it is
+    assert AnswerCache(path).get("a") == {"key": "a", "answer": "A"}
+    assert [json.loads(line).get("key") for line in path.read_text().splitlines()] == [None, "a"]
 
 
 def test_corrupt_cache_line_names_file_and_line(tmp_path: Path) -> None:

@@ -16,9 +16,26 @@ import re
 from pathlib import Path
 from typing import Any
 
+from unleet import io
 from unleet.errors import UnleetError
 
 log = logging.getLogger(__name__)
+
+
+HEADER = {
+    "format": "unleet answer cache",
+    "note": "LLM answers, one JSON line each, appended as they arrive; offline backends leave only this line",
+}
+
+
+def prepare_cache(path: str | Path) -> None:
+    """Create the cache with its header line: a persistent DVC output that offline runs leave without answers.
+
+    The header also keeps DVC from warning, on every offline run, that the output is empty.
+    """
+    path = Path(path)
+    if not path.is_file() or not path.stat().st_size:
+        io.write_text(path, json.dumps(HEADER) + "\n")
 
 
 def cache_key(identity: dict[str, Any], text: str, attempt: int) -> str:
@@ -46,6 +63,8 @@ class AnswerCache:
         for number, line in enumerate(complete.decode("utf-8").splitlines(), start=1):
             try:
                 entry = json.loads(line)
+                if entry.get("format") == HEADER["format"]:
+                    continue
                 self.entries[entry["key"]] = entry
             except (json.JSONDecodeError, KeyError, TypeError) as error:
                 raise UnleetError(f"{self.path}:{number}: not a cache entry ({error})") from None

@@ -18,7 +18,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from unleet import io, llm
+from unleet import answers, io, llm
 from unleet.errors import UnleetError
 from unleet.lexicon import Normaliser, load_table
 from unleet.params import Params, TranslateParams
@@ -62,8 +62,7 @@ def make_backend(params: TranslateParams) -> Backend:
 
 
 def main(params: Params) -> None:
-    ANSWER_CACHE.parent.mkdir(parents=True, exist_ok=True)
-    ANSWER_CACHE.touch()  # a persistent output, empty for offline backends
+    answers.prepare_cache(ANSWER_CACHE)
     comments = list(io.read_jsonl(INPUT, required=["id", "text"]))
     backend = make_backend(params.translate)
     formals = backend([comment["text"] for comment in comments])
