@@ -63,14 +63,17 @@ def package_file(name: str, version: str, member: str, workdir: Path) -> tuple[s
 
 
 def main() -> None:
-    scripts, licences = [], []
+    scripts, copyrights, terms = [], [], {}
     with tempfile.TemporaryDirectory() as workdir:
         for name, (version, member) in PACKAGES.items():
             script, licence = package_file(name, version, member, Path(workdir))
             scripts.append(f'    <script data-package="{name}@{version}">{script}</script>')
-            licences.append(f"{name}@{version}\n{licence.strip()}")
+            copyright_line, body = licence.strip().split("\n", 1)
+            copyrights.append(f"{name}@{version}: {copyright_line}")
+            terms.setdefault(body.strip(), []).append(name)
+    licences = "\n".join(copyrights) + "".join(f"\n\nFor {', '.join(names)}:\n{body}" for body, names in terms.items())
     names = ", ".join(f"{name} {version}" for name, (version, _) in PACKAGES.items())
-    page = PAGE.format(names=names, scripts="\n".join(scripts), licences="\n\n".join(licences))
+    page = PAGE.format(names=names, scripts="\n".join(scripts), licences=licences)
     TEMPLATE.parent.mkdir(parents=True, exist_ok=True)
     TEMPLATE.write_text(page, encoding="utf-8")
     print(f"wrote {TEMPLATE.relative_to(REPO_ROOT)} ({TEMPLATE.stat().st_size:,} bytes)")

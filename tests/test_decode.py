@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import ByT5Tokenizer, PegasusConfig, PegasusForConditionalGeneration, T5ForConditionalGeneration
+from transformers import ByT5Tokenizer, T5ForConditionalGeneration
 
 import unleet
 from unleet.inputs import DECODE_SLACK, InputFormat
+from unleet.modeling import build_model
+from unleet.params import ModelParams
 
 from .conftest import save_tiny_t5, tool_environment
 
@@ -102,22 +104,9 @@ def test_beams_change_the_search(tmp_path: Path) -> None:
 def test_a_model_that_never_stops_writes_in_proportion_to_its_input(tmp_path: Path) -> None:
     """A model that always writes "a" and never </s> runs to max_new_tokens, unless the training ratio caps it."""
     tokenizer = ByT5Tokenizer()
-    config = PegasusConfig(
-        d_model=32,
-        encoder_ffn_dim=64,
-        decoder_ffn_dim=64,
-        encoder_layers=1,
-        decoder_layers=1,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        max_position_embeddings=512,
-        vocab_size=len(tokenizer),
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        decoder_start_token_id=tokenizer.pad_token_id,
-        forced_eos_token_id=None,
-    )
-    model = PegasusForConditionalGeneration(config)
+    shape = {"d_model": 32, "d_ff": 64, "num_layers": 1, "num_decoder_layers": 1, "num_heads": 2}
+    model = build_model(ModelParams(preset="tiny", architecture="pegasus", dropout=0.0, **shape), tokenizer)
+    model.generation_config.forced_eos_token_id = None
     model.final_logits_bias[0, tokenizer("a").input_ids[0]] = 1e4
     model.save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)
