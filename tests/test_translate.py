@@ -26,6 +26,9 @@ from unleet.stages import translate
         ("|-|3ll0 w0rld", "Hello world."),
         ("sooooo goooood", "So good."),
         ("The ending was great.", "The ending was great."),
+        ("my 1440p monitor runs at 144hz", "My 1440p monitor runs at 144hz."),  # units are not leet
+        ("it was 10GB on win10", "It was 10GB on win10."),
+        ("th3 m0v13 w45 b0r1ng", "The movie was boring."),  # short letter-digit words still are
     ],
 )
 def test_lexicon_normaliser(informal: str, formal: str) -> None:
