@@ -130,6 +130,19 @@ def test_corrupt_seed_reruns_corrupt_and_downstream(repo: Project) -> None:
     assert stages_run(output) == ["corrupt", "tokenize", "train", "evaluate"]
 
 
+def test_one_clean_text_source_weight_reruns_corrupt_and_downstream(repo: Project) -> None:
+    """One source's limit (its weight in the mix) is a corrupt param: corrupt and what follows rerun, not before."""
+    source = "++corrupt.clean_text.sources={wordnet-examples.txt:{limit:%d,variants:1}}"  # ++: a new key in a dict
+    used = []
+    for limit in (120, 150):
+        output = repo.run("dvc", "exp", "run", *SMOKE, "-S", source % limit)
+        used.append(json.loads((repo.root / "metrics/corrupt.json").read_text())["clean_text"]["sources"])
+    assert stages_run(output) == ["corrupt", "tokenize", "train", "evaluate"]
+    first, second = (counts["wordnet-examples.txt"] for counts in used)
+    assert first["variants"] == second["variants"] == 1
+    assert 100 < first["texts"] <= 120 < second["texts"] <= 150
+
+
 def test_queued_tokenizer_sweep_and_metrics_diff(repo: Project) -> None:
     repo.run("git", "checkout", "--", ".")
     repo.run("dvc", "exp", "run", *SMOKE, "-S", "tokenizer=byte,sentencepiece", "--queue", "-n", "tok")
