@@ -37,7 +37,7 @@ ERRORS = Path("metrics/eval_errors.csv")
 CHALLENGE = Path("data/challenge/challenge.jsonl")
 CHALLENGE_TABLE = Path("metrics/eval_challenge.csv")
 CHALLENGE_PREDICTIONS = Path("metrics/challenge_predictions.jsonl")
-SYSTEMS = {"model": "accuracy", "lexicon": "baseline_accuracy", "copy": "copy_accuracy"}  # column of each
+SYSTEMS = {"model": "", "lexicon": "baseline_", "copy": "copy_"}  # each system's prefix on its figures
 
 
 def grouped_accuracy(
@@ -51,8 +51,8 @@ def grouped_accuracy(
     for group, indices in sorted(members.items()):
         wanted = [targets[i] for i in indices]
         row: dict[str, Any] = {name: group, "examples": len(indices)}
-        for system, column in SYSTEMS.items():
-            row[column] = round(textmetrics.accuracy([outputs[system][i] for i in indices], wanted), 4)
+        for system, prefix in SYSTEMS.items():
+            row[f"{prefix}accuracy"] = round(textmetrics.accuracy([outputs[system][i] for i in indices], wanted), 4)
         rows.append(row)
     return rows
 
@@ -70,18 +70,16 @@ def scores(predictions: list[str], targets: list[str]) -> dict[str, float]:
 def baseline_scores(outputs: dict[str, list[str]], targets: list[str]) -> dict[str, float]:
     """`baseline_*` (lexicon) and `copy_*` (the input unchanged) figures, named like the model's."""
     figures = {}
-    for system, prefix in (("lexicon", "baseline"), ("copy", "copy")):
-        figures[f"{prefix}_accuracy"] = round(textmetrics.accuracy(outputs[system], targets), 4)
-        figures[f"{prefix}_chrf"] = round(textmetrics.chrf(outputs[system], targets), 2)
+    for system, prefix in SYSTEMS.items():
+        if system != "model":
+            figures[f"{prefix}accuracy"] = round(textmetrics.accuracy(outputs[system], targets), 4)
+            figures[f"{prefix}chrf"] = round(textmetrics.chrf(outputs[system], targets), 2)
     return figures
 
 
 def per_group(table: list[dict[str, Any]], key: str, name: str) -> dict[str, dict[str, float]]:
     """{name: {...}, "baseline_" + name: {...}, "copy_" + name: {...}}: each system's accuracy per `key`."""
-    return {
-        f"{prefix}{name}": {row[key]: row[column] for row in table}
-        for prefix, column in (("", "accuracy"), ("baseline_", "baseline_accuracy"), ("copy_", "copy_accuracy"))
-    }
+    return {f"{prefix}{name}": {row[key]: row[f"{prefix}accuracy"] for row in table} for prefix in SYSTEMS.values()}
 
 
 def main(params: Params) -> None:
@@ -122,7 +120,8 @@ def score(params: Params, tracker: tracking.Tracker) -> None:
     ]
 
     challenge_scores = {
-        column: round(textmetrics.accuracy(answers[system], expected), 4) for system, column in SYSTEMS.items()
+        f"{prefix}accuracy": round(textmetrics.accuracy(answers[system], expected), 4)
+        for system, prefix in SYSTEMS.items()
     }
     metrics = {
         **scores(predictions, targets),
