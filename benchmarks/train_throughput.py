@@ -1,16 +1,19 @@
-"""Training throughput of the project's train stage against the seed-style `Seq2SeqTrainer` baseline.
+"""Steady-state training throughput of the project's train stage, eager and compiled, against the
+seed-style `Seq2SeqTrainer` baseline, side by side in one run on one device.
 
     python benchmarks/train_throughput.py                                  # tiny, small, base
-    python benchmarks/train_throughput.py --presets tiny --steps 10        # a quick CPU check
-    python benchmarks/train_throughput.py --data path/to/tokenized --batch-tokens 65536 --compile
+    python benchmarks/train_throughput.py --presets tiny --steps 10 --compile off   # a quick CPU check
+    python benchmarks/train_throughput.py --data path/to/tokenized --batch-tokens 65536
 
-Both sides train the same preset (built from `conf/model/<preset>.yaml`, same seed) on the same
-tokenized split (`data/tokenized/` from `dvc repro` by default) on the same device. The project
-side is the real `unleet train` stage in a scratch directory; its `tokens_per_second` leaves out
-validation and checkpoints. The baseline is what the seeds ran: `Seq2SeqTrainer`, batch 8 x
-gradient accumulation 4, dynamic padding, bf16 on CUDA. Tokens are the non-padding source and
-target tokens trained on; MFU is model FLOPs per second over the peak (a measured matmul peak
-unless `--peak-tflops` gives one), with FLOPs counted per example from its lengths.
+Every side trains the same preset (built from `conf/model/<preset>.yaml`, same seed) on the same
+tokenized split (`data/tokenized/` from `dvc repro` by default). The project side is the real
+`unleet train` stage in a scratch directory; the baseline is what the seeds ran:
+`Seq2SeqTrainer`, batch 8 x gradient accumulation 4, dynamic padding, bf16 on CUDA. Each side
+runs `--warmup` optimizer steps first (compilation, allocator and cache warm-up) and is timed over
+the next `--steps` only, between device syncs. Tokens are the non-padding source and target tokens
+trained on; MFU is model FLOPs per second over the peak (a measured matmul peak unless
+`--peak-tflops` gives one), with FLOPs counted per example from its lengths; peak memory is the
+most the side allocated on the GPU.
 """
 
 from __future__ import annotations
@@ -41,8 +44,11 @@ from transformers import (
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from unleet.batching import LengthBuckets  # noqa: E402
 from unleet.modeling import build_model  # noqa: E402
 from unleet.params import ModelParams  # noqa: E402
+from unleet.params import load as load_params  # noqa: E402
+from unleet.stages.train import lengths  # noqa: E402
 
 
 def measured_peak_tflops(device: torch.device) -> float:
@@ -93,62 +99,91 @@ def training_flops_per_token(model: PreTrainedModel, dataset: Dataset) -> float:
     return flops / tokens
 
 
-def project_loop(preset: str, data: Path, steps: int, batch_tokens: int, overrides: list[str]) -> dict[str, Any]:
-    """Run `unleet train` on `data` in a scratch directory and return its metrics/train.json."""
+def project_loop(
+    preset: str, data: Path, warmup: int, steps: int, batch_tokens: int, overrides: list[str]
+) -> dict[str, Any]:
+    """Run `unleet train` on `data` in a scratch directory and return its metrics/train.json, whose
+    `steady_tokens_per_second` runs from its first loss read to the end. That read comes after
+    `warmup` steps, or later if not every batch shape (each a compilation) has run by then."""
     with tempfile.TemporaryDirectory(prefix="unleet-train-bench-") as scratch:
         workdir = Path(scratch)
         (workdir / "conf").symlink_to(ROOT / "conf")
         (workdir / "data").mkdir()
         (workdir / "data/tokenized").symlink_to(data.resolve())
-        settings = [
-            f"model={preset}",
-            f"train.max_steps={steps}",
-            f"train.eval_every={steps}",
-            f"train.batch_tokens={batch_tokens}",
+        settings = ["tracking=off", f"model={preset}", f"train.batch_tokens={batch_tokens}", *overrides]
+        unleet(["params", *settings], workdir)
+        cfg = load_params(workdir / "params.yaml").train
+        dataset = load_from_disk(str(data / "train"))
+        plan = LengthBuckets(*lengths(dataset), cfg.batch_tokens, cfg.pad_multiple, cfg.buckets, cfg.seed)
+        warmup = max(warmup, plan.batches_until_every_shape())
+        settings += [
+            f"train.max_steps={warmup + steps}",
+            f"train.log_every={warmup}",
+            f"train.eval_every={warmup + steps}",
             "train.checkpoint_every=null",
             "train.keep_best=false",
             "train.sample_translations=0",
-            *overrides,
         ]
-        env = {**os.environ, "TQDM_DISABLE": "1"}
-        for command in (["params", *settings], ["train"]):
-            result = subprocess.run(
-                [sys.executable, "-m", "unleet.cli", *command], cwd=workdir, env=env, capture_output=True, text=True
-            )
-            if result.returncode != 0:
-                sys.exit(f"unleet {' '.join(command)} failed:\n{result.stderr[-4000:]}")
-        return json.loads((workdir / "metrics/train.json").read_text())
+        unleet(["params", *settings], workdir)
+        unleet(["train"], workdir)
+        return {**json.loads((workdir / "metrics/train.json").read_text()), "warmup_steps": warmup}
 
 
-class Clock(TrainerCallback):
-    """Times the training loop itself, not the Trainer's setup."""
+def unleet(command: list[str], workdir: Path) -> None:
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "unleet.cli", *command], cwd=workdir, env=env, capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        sys.exit(f"unleet {' '.join(command)} failed:\n{result.stderr[-4000:]}")
 
-    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self.started = time.perf_counter()
+
+def synchronize() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+class SteadyClock(TrainerCallback):
+    """Times the optimizer steps after `warmup` and counts the tokens collated for them."""
+
+    def __init__(self, warmup: int) -> None:
+        self.warmup = warmup
+        self.collated_tokens = 0
+        self.started: tuple[float, int] | None = None
+        self.seconds = self.tokens = 0.0
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.global_step == self.warmup:
+            synchronize()
+            self.started = (time.perf_counter(), self.collated_tokens)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self.seconds = time.perf_counter() - self.started
+        synchronize()
+        started_at, tokens_before = self.started
+        self.seconds = time.perf_counter() - started_at
+        self.tokens = self.collated_tokens - tokens_before
 
 
-def seed_baseline(model: PreTrainedModel, tokenizer: Any, train_set: Dataset, steps: int) -> float:
-    """Tokens per second of the seeds' Seq2SeqTrainer setup on the same model and data."""
-    tokens = 0
+def seed_baseline(model: PreTrainedModel, tokenizer: Any, train_set: Dataset, warmup: int, steps: int) -> dict:
+    """Steady tokens per second and peak GPU memory of the seeds' Seq2SeqTrainer on the same model and data."""
+    clock = SteadyClock(warmup)
     collate = DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100)
 
     def counting_collate(features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        nonlocal tokens
         batch = collate(features)
-        tokens += int(batch["attention_mask"].sum()) + int((batch["labels"] != -100).sum())
+        clock.collated_tokens += int(batch["attention_mask"].sum()) + int((batch["labels"] != -100).sum())
         return batch
 
     cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     with tempfile.TemporaryDirectory(prefix="unleet-trainer-") as output_dir:
         arguments = Seq2SeqTrainingArguments(
             output_dir=output_dir,
             per_device_train_batch_size=8,
             gradient_accumulation_steps=4,
             learning_rate=2e-3,
-            max_steps=steps,
+            max_steps=warmup + steps,
             bf16=cuda,
             use_cpu=not cuda,
             save_strategy="no",
@@ -158,7 +193,6 @@ def seed_baseline(model: PreTrainedModel, tokenizer: Any, train_set: Dataset, st
             disable_tqdm=True,
             seed=7,
         )
-        clock = Clock()
         trainer = Seq2SeqTrainer(
             model=model,
             args=arguments,
@@ -169,16 +203,30 @@ def seed_baseline(model: PreTrainedModel, tokenizer: Any, train_set: Dataset, st
         )
         trainer.remove_callback(PrinterCallback)  # keep the table the only output
         trainer.train()
-    return tokens / clock.seconds
+    peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
+    return {"tokens_per_second": clock.tokens / clock.seconds, "peak_gpu_memory_gb": peak, "warmup_steps": warmup}
+
+
+def print_row(
+    preset: str, size: str, side: str, summary: dict, flops_per_token: float, peak: float, seed_rate: float
+) -> None:
+    rate = summary.get("steady_tokens_per_second") or summary["tokens_per_second"]
+    memory = summary["peak_gpu_memory_gb"]
+    print(
+        f"{preset:<7}{size:>8}  {side:<16}{rate:>12,.0f}{rate * flops_per_token / (peak * 1e12):>8.2%}"
+        f"{'-' if memory is None else f'{memory:.2f}':>9}{rate / seed_rate:>8.1f}x{summary['warmup_steps']:>9}",
+        flush=True,
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", nargs="+", default=["tiny", "small", "base"])
     parser.add_argument("--data", type=Path, default=ROOT / "data/tokenized", help="a tokenize stage output")
-    parser.add_argument("--steps", type=int, default=30, help="optimizer steps for each side")
-    parser.add_argument("--batch-tokens", type=int, help="project batch budget (default: 65536 on CUDA, 3072 on CPU)")
-    parser.add_argument("--compile", action="store_true", help="train.compile=true for the project loop")
+    parser.add_argument("--warmup", type=int, default=20, help="untimed optimizer steps before the timed ones")
+    parser.add_argument("--steps", type=int, default=30, help="timed optimizer steps for each side")
+    parser.add_argument("--batch-tokens", type=int, help="project batch budget (default: 65536 on CUDA, 6144 on CPU)")
+    parser.add_argument("--compile", choices=["off", "on", "both"], default="both", help="the project loop's runs")
     parser.add_argument("--peak-tflops", type=float, help="the device's peak (default: measured matmul)")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for the project loop")
     args = parser.parse_args()
@@ -186,29 +234,33 @@ def main() -> None:
     if not (args.data / "train").is_dir():
         sys.exit(f"{args.data}/train: not found; run `dvc repro tokenize` (or `dvc pull`) first, or pass --data")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    batch_tokens = args.batch_tokens or (65536 if device.type == "cuda" else 3072)
-    overrides = [*args.overrides, *(["train.compile=true"] if args.compile else [])]
+    batch_tokens = args.batch_tokens or (65536 if device.type == "cuda" else 6144)
+    compiled = {"off": [False], "on": [True], "both": [False, True]}[args.compile]
     peak = args.peak_tflops or measured_peak_tflops(device)
     tokenizer = AutoTokenizer.from_pretrained(args.data / "tokenizer")
     train_set = load_from_disk(str(args.data / "train")).remove_columns("intensity")
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
     source = "given" if args.peak_tflops else "measured matmul, " + ("bf16" if device.type == "cuda" else "fp32")
     print(f"device: {name}; peak {peak:.2f} TFLOPS ({source})")
-    print(f"data: {args.data}/train, {len(train_set)} examples; {args.steps} steps each; batch_tokens {batch_tokens}")
-    print(f"{'preset':<7}{'params':>9}{'ours tok/s':>13}{'ours MFU':>10}{'seed tok/s':>12}{'seed MFU':>10}{'ratio':>8}")
+    print(
+        f"data: {args.data}/train, {len(train_set)} examples; {args.warmup} warm-up + {args.steps} timed steps "
+        f"each; project batch_tokens {batch_tokens}"
+    )
+    header = f"{'preset':<7}{'params':>8}  {'side':<16}{'tokens/s':>12}{'MFU':>8}{'peak GB':>9}{'vs seed':>9}"
+    print(f"{header}{'warm-up':>9}")
     for preset in args.presets:
         model_params = ModelParams(**OmegaConf.to_container(OmegaConf.load(ROOT / f"conf/model/{preset}.yaml")))
         torch.manual_seed(7)
         model = build_model(model_params, tokenizer)
+        size = f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M"
         flops_per_token = training_flops_per_token(model, train_set)
-        ours = project_loop(preset, args.data, args.steps, batch_tokens, overrides)["tokens_per_second"]
-        seed = seed_baseline(model, tokenizer, train_set, args.steps)
-        mfu = [rate * flops_per_token / (peak * 1e12) for rate in (ours, seed)]
-        print(
-            f"{preset:<7}{sum(p.numel() for p in model.parameters()) / 1e6:>8.1f}M{ours:>13,.0f}{mfu[0]:>10.2%}"
-            f"{seed:>12,.0f}{mfu[1]:>10.2%}{ours / seed:>7.1f}x",
-            flush=True,
-        )
+        seed = seed_baseline(model, tokenizer, train_set, args.warmup, args.steps)
+        print_row(preset, size, "seed Trainer", seed, flops_per_token, peak, seed["tokens_per_second"])
+        for compile_on in compiled:
+            settings = [*args.overrides, f"train.compile={compile_on}"]
+            summary = project_loop(preset, args.data, args.warmup, args.steps, batch_tokens, settings)
+            side = "unleet, compiled" if compile_on else "unleet, eager"
+            print_row(preset, size, side, summary, flops_per_token, peak, seed["tokens_per_second"])
         del model
         if device.type == "cuda":
             torch.cuda.empty_cache()

@@ -172,10 +172,12 @@ class TrainParams:
     lr: float = MISSING
     batch_tokens: int = MISSING
     pad_multiple: int = MISSING
+    buckets: int = MISSING
     max_steps: int = MISSING
     warmup_steps: int = MISSING
     weight_decay: float = MISSING
     grad_clip: float = MISSING
+    log_every: int = MISSING
     eval_every: int = MISSING
     sample_translations: int = MISSING
     patience: int | None = None

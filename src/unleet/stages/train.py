@@ -1,10 +1,10 @@
 """train: fit the encoder-decoder on `data/tokenized/` and save it to `models/trained/`.
 
-One loop, top to bottom: take the next token-budget batch, step, log the loss; every
-`eval_every` steps score the validation split (and decode a few examples); every
-`checkpoint_every` steps write a resumable checkpoint. accelerate places model and data, so the
-same stage runs on CPU (fp32), one GPU (bf16 autocast) or many (`accelerate launch`, DDP).
-A run killed midway resumes from its last checkpoint and ends with the same weights.
+`fit` reads top to bottom: take the next fixed-shape batch, step, and at intervals read the
+losses (the only host sync), `evaluate` on the validation split and `save_state` for a resume;
+then `summarise`. accelerate places model and data, so the same stage runs on CPU (fp32), one GPU
+(bf16 autocast) or many (`accelerate launch`, DDP). A run killed midway resumes from its last
+checkpoint and ends with the same weights, at the same step even with early stopping.
 """
 
 from __future__ import annotations
@@ -13,6 +13,9 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +27,11 @@ from datasets import Dataset, load_from_disk
 from safetensors.torch import load_model, save_model
 from torch.utils.data import DataLoader
 from tqdm import tqdm
-from transformers import AutoTokenizer, DataCollatorForSeq2Seq, get_linear_schedule_with_warmup
+from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 
 from unleet import batching, checkpoints, io, modeling, tracking
 from unleet.errors import UnleetError
-from unleet.params import Params
+from unleet.params import Params, TrainParams
 
 log = logging.getLogger(__name__)
 
@@ -41,21 +44,65 @@ TRAIN_CURVE = Path("metrics/train_curve.csv")
 VALIDATION_CURVE = Path("metrics/validation_curve.csv")
 
 
-def batches(dataset: Dataset, plan: list[list[int]], collate: Any, workers: int, pin: bool) -> DataLoader:
-    """A loader over planned batches; worker processes collate ahead of the training step.
+def main(params: Params) -> None:
+    cuda = torch.cuda.is_available()
+    accelerator = Accelerator(cpu=not cuda, mixed_precision="bf16" if cuda else "no")
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    set_seed(params.train.seed)
+    with tracking.run("train", params, active=accelerator.is_main_process) as tracker:
+        fit(params, accelerator, tracker)
 
-    It gets a generator of its own: a DataLoader otherwise draws its seed from the global RNG
-    each time it is iterated, which would shift dropout after a resume.
-    """
-    return DataLoader(
-        dataset,
-        batch_sampler=plan,
-        collate_fn=collate,
-        num_workers=workers,
-        pin_memory=pin,
-        prefetch_factor=4 if workers else None,
-        generator=torch.Generator(),
+
+def fit(params: Params, accelerator: Accelerator, tracker: tracking.Tracker) -> None:
+    cfg = params.train
+    data = load_data(cfg)
+    model, optimizer, scheduler, forward = build_training(params, data, accelerator)
+    signature = checkpoints.signature(
+        params.model, params.peft, cfg, data.train._fingerprint, accelerator.num_processes, code_digest()
     )
+    state = restore_state(signature, accelerator)
+    resumed_from = state.step
+    batches = batch_stream(data, state.step, accelerator, cfg.loader_workers)
+    clock, unread_losses = Throughput(), []
+    progress = tqdm(
+        total=cfg.max_steps, initial=state.step, desc="train", unit="step", disable=not accelerator.is_main_process
+    )
+    model.train()
+    while state.step < cfg.max_steps and not (cfg.patience and state.stale_evaluations >= cfg.patience):
+        batch = next(batches)
+        clock.count(batch)
+        batch = {key: value.to(accelerator.device, non_blocking=True) for key, value in batch.items()}
+        with accelerator.autocast():
+            loss = forward(**batch).loss
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        state.step += 1
+        unread_losses.append((state.step, loss.detach(), scheduler.get_last_lr()[0]))  # on the device: no sync
+        progress.update()
+
+        last = state.step == cfg.max_steps
+        evaluating = state.step % cfg.eval_every == 0 or last
+        checkpointing = bool(cfg.checkpoint_every) and (state.step % cfg.checkpoint_every == 0 or last)
+        if state.step % cfg.log_every == 0 or evaluating or checkpointing:
+            read_losses(unread_losses, state.train_curve)  # the one host sync
+            clock.lap()
+            progress.set_postfix(train=f"{state.train_curve[-1]['train_loss']:.3f}")
+        with clock.pause():
+            if evaluating:
+                loss_now = evaluate(model, data, state, accelerator, tracker, cfg.keep_best)
+                progress.set_postfix(train=f"{state.train_curve[-1]['train_loss']:.3f}", validation=f"{loss_now:.3f}")
+                stopping = bool(cfg.patience) and state.stale_evaluations >= cfg.patience
+                checkpointing = checkpointing or (bool(cfg.checkpoint_every) and stopping)
+            if checkpointing:
+                save_state(state, signature, accelerator, cfg.keep_checkpoints)
+    progress.close()
+    read_losses(unread_losses, state.train_curve)
+    if accelerator.is_main_process:
+        summarise(params, model, data, state, clock, accelerator, tracker, resumed_from)
 
 
 def lengths(dataset: Dataset) -> tuple[list[int], list[int]]:
@@ -110,174 +157,233 @@ def log_curves(tracker: tracking.Tracker, train_curve: list[dict[str, Any]], val
     tracker.flush()
 
 
-def main(params: Params) -> None:
-    cuda = torch.cuda.is_available()
-    accelerator = Accelerator(cpu=not cuda, mixed_precision="bf16" if cuda else "no")
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
-    set_seed(params.train.seed)
-    with tracking.run("train", params, active=accelerator.is_main_process) as tracker:
-        fit(params, accelerator, tracker)
+@dataclass
+class TrainingState:
+    """Everything besides accelerate's state (weights, optimizer, scheduler, RNGs) that a resume needs."""
+
+    step: int = 0
+    best_loss: float = math.inf
+    best_step: int = 0
+    stale_evaluations: int = 0  # validations since the best one, for `patience`
+    train_curve: list[dict[str, Any]] = field(default_factory=list)
+    validation_curve: list[dict[str, Any]] = field(default_factory=list)
 
 
-def fit(params: Params, accelerator: Accelerator, tracker: tracking.Tracker) -> None:
-    cfg = params.train
-    cuda = accelerator.device.type == "cuda"
+class Throughput:
+    """Real (non-padding) tokens per second of training, validation and checkpoints left out.
 
+    `lap` is called right after a host sync, so the clock reads finished device work; the steady
+    rate runs from the first lap to the last and so leaves out compilation and warm-up.
+    """
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.paused = 0.0
+        self.tokens = self.padded_tokens = 0
+        self.laps: list[tuple[int, float]] = []
+
+    def count(self, batch: dict[str, torch.Tensor]) -> None:
+        """Count on the CPU batch, before it moves: no device sync."""
+        examples = (batch["labels"] != -100).any(dim=1)  # the empty rows that top up a bucket have no labels
+        self.tokens += int(batch["attention_mask"][examples].sum()) + int((batch["labels"] != -100).sum())
+        self.padded_tokens += batch["input_ids"].numel() + batch["labels"].numel()
+
+    def training_seconds(self) -> float:
+        return time.perf_counter() - self.started - self.paused
+
+    def lap(self) -> None:
+        self.laps.append((self.tokens, self.training_seconds()))
+
+    @contextmanager
+    def pause(self) -> Iterator[None]:
+        paused_at = time.perf_counter()
+        yield
+        self.paused += time.perf_counter() - paused_at
+
+    def rates(self, processes: int) -> dict[str, float | None]:
+        """Rates of all processes together (each counts its own batches)."""
+        seconds = self.training_seconds()
+        steady = None
+        if len(self.laps) > 1:
+            (first_tokens, first_seconds), (last_tokens, last_seconds) = self.laps[0], self.laps[-1]
+            steady = (last_tokens - first_tokens) * processes / (last_seconds - first_seconds)
+        return {
+            "tokens_per_second": round(self.tokens * processes / seconds, 1) if self.tokens else None,
+            "steady_tokens_per_second": round(steady, 1) if steady else None,
+            "padding_share": round(1 - self.tokens / self.padded_tokens, 4) if self.padded_tokens else None,
+        }
+
+
+@dataclass
+class TrainingData:
+    tokenizer: Any
+    train: Dataset
+    validation: Dataset
+    train_buckets: batching.LengthBuckets
+    validation_buckets: batching.LengthBuckets
+    sample_inputs: list[str]
+
+
+def load_data(cfg: TrainParams) -> TrainingData:
     tokenizer = AutoTokenizer.from_pretrained(TOKENIZED / "tokenizer")
     train_set = load_from_disk(str(TOKENIZED / "train")).remove_columns("intensity")
-    validation_set = load_from_disk(str(TOKENIZED / "validation"))
-    sample_inputs = tokenizer.batch_decode(
-        validation_set["input_ids"][: cfg.sample_translations], skip_special_tokens=True
+    validation_set = load_from_disk(str(TOKENIZED / "validation")).remove_columns("intensity")
+    shaping = (cfg.batch_tokens, cfg.pad_multiple, cfg.buckets, cfg.seed)
+    return TrainingData(
+        tokenizer=tokenizer,
+        train=train_set,
+        validation=validation_set,
+        train_buckets=batching.LengthBuckets(*lengths(train_set), *shaping),
+        validation_buckets=batching.LengthBuckets(*lengths(validation_set), *shaping),
+        sample_inputs=tokenizer.batch_decode(
+            validation_set["input_ids"][: cfg.sample_translations], skip_special_tokens=True
+        ),
     )
-    validation_set = validation_set.remove_columns("intensity")
-    collate = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100, pad_to_multiple_of=cfg.pad_multiple)
-    plan = batching.TokenBudgetBatches(*lengths(train_set), cfg.batch_tokens, cfg.pad_multiple, cfg.seed)
-    validation_plan = batching.TokenBudgetBatches(
-        *lengths(validation_set), cfg.batch_tokens, cfg.pad_multiple, cfg.seed
-    )
-    rank, world = accelerator.process_index, accelerator.num_processes
 
+
+def build_training(params: Params, data: TrainingData, accelerator: Accelerator) -> tuple[Any, Any, Any, Any]:
+    """Model, optimizer and schedule placed by accelerate, and the forward to train with (compiled or not).
+
+    Batches come in `len(shapes)` shapes, so compilation happens once per shape; dynamo's
+    recompile limit is raised to that count where it is lower, so no shape falls back to eager.
+    """
+    cfg = params.train
     if params.peft.method != "none" and params.model.preset != "pretrained":
         raise UnleetError(f"peft={params.peft.method} adapts a pretrained model: set model=pretrained and model.path")
-    model = modeling.with_adapter(modeling.build_model(params.model, tokenizer), params.peft)
+    model = modeling.with_adapter(modeling.build_model(params.model, data.tokenizer), params.peft)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay, fused=cuda
-    )
+    cuda = accelerator.device.type == "cuda"
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=cuda)
     scheduler = get_linear_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.max_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
-    forward = torch.compile(model, dynamic=False) if cfg.compile else model
+    if not cfg.compile:
+        return model, optimizer, scheduler, model
+    shapes = len(data.train_buckets.shapes)
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, shapes)
+    return model, optimizer, scheduler, torch.compile(model, dynamic=False)
 
-    code = checkpoints.code_digest(sys.modules[__name__], modeling, batching, checkpoints)
-    run = checkpoints.signature(params.model, params.peft, cfg, train_set._fingerprint, world, code)
-    step, position = 0, batching.Position()
-    train_curve: list[dict[str, Any]] = []
-    validation_curve: list[dict[str, Any]] = []
-    best = {"loss": math.inf, "step": 0}
-    resumed = checkpoints.latest(CHECKPOINTS, run)
+
+def code_digest() -> str:
+    """The training code's hash: a checkpoint written by other code is not resumed."""
+    return checkpoints.code_digest(sys.modules[__name__], modeling, batching, checkpoints)
+
+
+def batch_stream(
+    data: TrainingData, start: int, accelerator: Accelerator, workers: int
+) -> Iterator[dict[str, torch.Tensor]]:
+    """This process's batches from step `start` on, epoch after epoch, collated ahead by persistent
+    workers into pinned memory. The loader has a generator of its own: otherwise it draws a seed
+    from the global RNG, which would shift dropout after a resume."""
+    loader = DataLoader(
+        data.train,
+        batch_sampler=data.train_buckets.stream(accelerator.process_index, accelerator.num_processes, start),
+        collate_fn=batching.FixedShapeCollator(data.train_buckets, data.tokenizer.pad_token_id),
+        num_workers=workers,
+        pin_memory=accelerator.device.type == "cuda",
+        prefetch_factor=4 if workers else None,
+        persistent_workers=workers > 0,
+        generator=torch.Generator(),
+    )
+    return iter(loader)
+
+
+def evaluate(
+    model: torch.nn.Module,
+    data: TrainingData,
+    state: TrainingState,
+    accelerator: Accelerator,
+    tracker: tracking.Tracker,
+    keep_best: bool,
+) -> float:
+    """Score the validation split on the main process (every process gets the loss), decode a few
+    examples, log the curves and keep the best weights. Returns the validation loss."""
+    loss, samples = [math.nan], {}
+    if accelerator.is_main_process:
+        plain = accelerator.unwrap_model(model)
+        collate = batching.FixedShapeCollator(data.validation_buckets, data.tokenizer.pad_token_id)
+        loader = DataLoader(data.validation, batch_sampler=data.validation_buckets.epoch(0), collate_fn=collate)
+        with accelerator.autocast():
+            loss = [validation_loss(plain, loader, accelerator.device)]
+            if data.sample_inputs:
+                samples["samples"] = sample_translations(plain, data.tokenizer, data.sample_inputs, accelerator.device)
+    loss_now = broadcast_object_list(loss)[0]
+    state.validation_curve.append({"step": state.step, "validation_loss": round(loss_now, 5), **samples})
+    log_curves(tracker, state.train_curve, state.validation_curve)
+    if loss_now < state.best_loss:
+        state.best_loss, state.best_step, state.stale_evaluations = loss_now, state.step, 0
+        if keep_best and accelerator.is_main_process:
+            with io.atomic_path(BEST_WEIGHTS) as staging:
+                save_model(accelerator.unwrap_model(model), str(staging))
+    else:
+        state.stale_evaluations += 1
+    return loss_now
+
+
+def save_state(state: TrainingState, signature: str, accelerator: Accelerator, keep: int) -> None:
+    checkpoints.save(CHECKPOINTS, accelerator, {"signature": signature, **asdict(state)}, keep)
+
+
+def restore_state(signature: str, accelerator: Accelerator) -> TrainingState:
+    """The newest checkpoint of this very run loaded into accelerate, or a fresh state."""
+    resumed = checkpoints.latest(CHECKPOINTS, signature)
     if resumed is None:
         checkpoints.clear(CHECKPOINTS, accelerator)
-    else:
-        directory, state = resumed
-        accelerator.load_state(str(directory))
-        step, position = state["step"], batching.Position(**state["position"])
-        train_curve, validation_curve, best = state["train_curve"], state["validation_curve"], state["best"]
-        log.info("train: resuming from %s (step %d)", directory, step)
-    resumed_from = step
+        return TrainingState()
+    directory, saved = resumed
+    accelerator.load_state(str(directory))
+    log.info("train: resuming from %s (step %d)", directory, saved["step"])
+    return TrainingState(**{key: saved[key] for key in TrainingState.__dataclass_fields__})
 
-    tokens = padded_tokens = 0
-    unread_losses: list[tuple[int, torch.Tensor, float]] = []
-    stale_evaluations = 0
-    paused = 0.0  # seconds in validation and checkpoints, kept out of tokens_per_second
-    started = time.perf_counter()
-    model.train()
-    progress = tqdm(
-        total=cfg.max_steps, initial=step, desc="train", unit="step", disable=not accelerator.is_main_process
-    )
-    while step < cfg.max_steps:
-        epoch_plan = plan.shard(position.epoch, rank, world)[position.batch :]
-        for batch in batches(train_set, epoch_plan, collate, cfg.loader_workers, cuda):
-            tokens += int(batch["attention_mask"].sum()) + int((batch["labels"] != -100).sum())  # on the CPU batch
-            padded_tokens += batch["input_ids"].numel() + batch["labels"].numel()
-            batch = {key: value.to(accelerator.device, non_blocking=True) for key, value in batch.items()}
-            with accelerator.autocast():
-                loss = forward(**batch).loss
-            accelerator.backward(loss)
-            accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            position = batching.Position(position.epoch, position.batch + 1)
-            unread_losses.append((step, loss.detach(), scheduler.get_last_lr()[0]))  # read in bulk: no sync per step
-            progress.update()
 
-            pause_started = time.perf_counter()
-            evaluating = step % cfg.eval_every == 0 or step == cfg.max_steps
-            if evaluating or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0):
-                read_losses(unread_losses, train_curve)
-            if evaluating:
-                # The main process scores the whole (small) split; every process needs the result.
-                loss_now = [math.nan]
-                if accelerator.is_main_process:
-                    loader = batches(validation_set, validation_plan.epoch(0), collate, 0, cuda)
-                    with accelerator.autocast():
-                        loss_now = [validation_loss(accelerator.unwrap_model(model), loader, accelerator.device)]
-                loss_now = broadcast_object_list(loss_now)[0]
-                row: dict[str, Any] = {"step": step, "validation_loss": round(loss_now, 5)}
-                if accelerator.is_main_process and sample_inputs:
-                    row["samples"] = sample_translations(
-                        accelerator.unwrap_model(model), tokenizer, sample_inputs, accelerator.device
-                    )
-                validation_curve.append(row)
-                log_curves(tracker, train_curve, validation_curve)
-                progress.set_postfix(train=f"{train_curve[-1]['train_loss']:.3f}", validation=f"{loss_now:.3f}")
-                if loss_now < best["loss"]:
-                    best, stale_evaluations = {"loss": loss_now, "step": step}, 0
-                    if cfg.keep_best and accelerator.is_main_process:
-                        with io.atomic_path(BEST_WEIGHTS) as staging:
-                            save_model(accelerator.unwrap_model(model), str(staging))
-                else:
-                    stale_evaluations += 1
-            stop_early = bool(cfg.patience) and stale_evaluations >= cfg.patience
-            if cfg.checkpoint_every and (step % cfg.checkpoint_every == 0 or step == cfg.max_steps or stop_early):
-                state = {
-                    "signature": run,
-                    "step": step,
-                    "position": vars(position),
-                    "best": best,
-                    "train_curve": train_curve,
-                    "validation_curve": validation_curve,
-                }
-                checkpoints.save(CHECKPOINTS, accelerator, state, cfg.keep_checkpoints)
-            paused += time.perf_counter() - pause_started
-            if step >= cfg.max_steps or stop_early:
-                break
-        else:
-            position = batching.Position(position.epoch + 1, 0)
-            continue
-        break
-    progress.close()
-    read_losses(unread_losses, train_curve)
-    wall = time.perf_counter() - started
-
-    if not accelerator.is_main_process:
-        return
+def summarise(
+    params: Params,
+    model: torch.nn.Module,
+    data: TrainingData,
+    state: TrainingState,
+    clock: Throughput,
+    accelerator: Accelerator,
+    tracker: tracking.Tracker,
+    resumed_from: int,
+) -> None:
+    """Save the kept weights (the best validation loss unless `keep_best` is off) and write the summary."""
+    cfg = params.train
     final = accelerator.unwrap_model(model)
-    if cfg.keep_best and best["step"] != step:
+    if cfg.keep_best and state.best_step != state.step:
         load_model(final, str(BEST_WEIGHTS))
-        log.info("train: keeping the best validation checkpoint, step %d", best["step"])
+        log.info("train: keeping the best validation checkpoint, step %d", state.best_step)
     parameters = sum(p.numel() for p in final.parameters())
     trainable = sum(p.numel() for p in final.parameters() if p.requires_grad)
     modeling.save_trained(final, TOKENIZED / "tokenizer", MODEL_DIR, params.peft.merge)  # merging folds LoRA in place
-    window = [row["train_loss"] for row in train_curve[-cfg.eval_every :]]
-    io.write_csv(TRAIN_CURVE, train_curve)
-    io.write_csv(VALIDATION_CURVE, validation_curve)
-    steps_run = step - resumed_from
+    io.write_csv(TRAIN_CURVE, state.train_curve)
+    io.write_csv(VALIDATION_CURVE, state.validation_curve)
+    window = [row["train_loss"] for row in state.train_curve[-cfg.eval_every :]]
+    cuda = accelerator.device.type == "cuda"
     summary = {
-        "steps": step,
-        "stopped_early": step < cfg.max_steps,
+        "steps": state.step,
+        "stopped_early": state.step < cfg.max_steps,
         "resumed_from_step": resumed_from,
         "train_loss": round(sum(window) / len(window), 5),
-        "validation_loss": validation_curve[-1]["validation_loss"],
-        "best_validation_loss": round(best["loss"], 5),
-        "best_step": best["step"],
+        "validation_loss": state.validation_curve[-1]["validation_loss"],
+        "best_validation_loss": round(state.best_loss, 5),
+        "best_step": state.best_step,
         "parameters": parameters,
         "trainable_parameters": trainable,
-        "tokens_per_second": round(tokens * world / (wall - paused), 1) if steps_run else None,
-        "padding_share": round(1 - tokens / padded_tokens, 4) if padded_tokens else None,
-        "wall_time_s": round(wall, 2),
-        "validation_and_checkpoint_s": round(paused, 2),
+        "batch_shapes": len(data.train_buckets.shapes),
+        **clock.rates(accelerator.num_processes),
+        "wall_time_s": round(time.perf_counter() - clock.started, 2),
+        "validation_and_checkpoint_s": round(clock.paused, 2),
         "device": accelerator.device.type,
-        "processes": world,
+        "processes": accelerator.num_processes,
         "peak_gpu_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 3) if cuda else None,
     }
     io.write_json(METRICS, summary)
     curves = {"train_loss", "validation_loss"}  # already logged step by step
-    tracker.log_metrics({k: v for k, v in summary.items() if isinstance(v, int | float) and k not in curves}, step)
+    tracker.log_metrics(
+        {k: v for k, v in summary.items() if isinstance(v, int | float) and k not in curves}, state.step
+    )
     tracker.log_artifacts([TRAIN_CURVE, VALIDATION_CURVE])
     tracker.tag_model(MODEL_DIR)
-    log.info("train: %d steps in %.1fs, validation loss %.4f", step, wall, validation_curve[-1]["validation_loss"])
+    log.info("train: %d steps, validation loss %.4f", state.step, summary["validation_loss"])
