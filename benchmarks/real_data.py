@@ -60,6 +60,7 @@ def summary(root: Path, minutes: float, challenge_goal: float) -> str:
     """The benchmark's printout, from the metrics the run wrote."""
     corrupt = json.loads((root / "metrics/corrupt.json").read_text())
     train = json.loads((root / "metrics/train.json").read_text())
+    speed = json.loads((root / "metrics/speed/train.json").read_text())
     evaluation = json.loads((root / "metrics/eval.json").read_text())
     challenge = evaluation["challenge"]
     intensities = read_csv(root / "metrics/eval_intensity.csv")
@@ -73,7 +74,7 @@ def summary(root: Path, minutes: float, challenge_goal: float) -> str:
         f"test {corrupt['test']['comments']}; examples: train {corrupt['train']['examples']} "
         f"(extra clean texts: {corrupt['clean_text']['texts']}), test {corrupt['test']['examples']}",
         f"model: {train['parameters'] / 1e6:.1f}M parameters, {train['steps']} steps on {train['device']} "
-        f"({train['tokens_per_second']:,.0f} tokens/s), best validation loss {train['best_validation_loss']} "
+        f"({speed['tokens_per_second']:,.0f} tokens/s), best validation loss {train['best_validation_loss']} "
         f"at step {train['best_step']}; whole run {minutes:.1f} min",
         "",
         f"Real-data test split: model {evaluation['accuracy']:.1%}, lexicon {evaluation['baseline_accuracy']:.1%}, "

@@ -102,7 +102,7 @@ def training_flops_per_token(model: PreTrainedModel, dataset: Dataset) -> float:
 def project_loop(
     preset: str, data: Path, warmup: int, steps: int, batch_tokens: int, overrides: list[str]
 ) -> dict[str, Any]:
-    """Run `unleet train` on `data` in a scratch directory and return its metrics/train.json, whose
+    """Run `unleet train` on `data` in a scratch directory and return its metrics/speed/train.json, whose
     `steady_tokens_per_second` runs from its first loss read to the end. That read comes after
     `warmup` steps, or later if not every batch shape (each a compilation) has run by then."""
     with tempfile.TemporaryDirectory(prefix="unleet-train-bench-") as scratch:
@@ -126,7 +126,7 @@ def project_loop(
         ]
         unleet(["params", *settings], workdir)
         unleet(["train"], workdir)
-        return {**json.loads((workdir / "metrics/train.json").read_text()), "warmup_steps": warmup}
+        return {**json.loads((workdir / "metrics/speed/train.json").read_text()), "warmup_steps": warmup}
 
 
 def unleet(command: list[str], workdir: Path) -> None:

@@ -39,6 +39,11 @@ def test_all_stages_with_sentencepiece_and_lexicon_hint(workdir: Path, capsys: p
 
     metrics = json.loads((workdir / "metrics/eval.json").read_text())
     assert {"accuracy", "exact_match", "cer", "chrf", "baseline_accuracy", "intensity"} <= set(metrics)
+    # Machine timings stay out of the DVC metrics (so diffs show quality), in git-ignored speed files.
+    train_metrics = json.loads((workdir / "metrics/train.json").read_text())
+    assert not {key for key in [*metrics, *train_metrics] if key.endswith(("_per_second", "_s", "_gb"))}
+    assert json.loads((workdir / "metrics/speed/train.json").read_text())["steady_tokens_per_second"] > 0
+    assert json.loads((workdir / "metrics/speed/evaluate.json").read_text())["sentences_per_second"] > 0
     test_rows = [json.loads(line) for line in (workdir / "data/corrupted/test.jsonl").read_text().splitlines()]
     assert set(metrics["intensity"]) == {row["intensity"] for row in test_rows}
     copied = [textmetrics.normalise(row["input"]) == textmetrics.normalise(row["target"]) for row in test_rows]

@@ -44,7 +44,7 @@ def test_batches_have_a_few_fixed_shapes_and_cover_every_example_once() -> None:
     epoch = plan.epoch(0)
     assert sorted(i for batch in epoch for i in batch) == list(range(500))
     for batch in epoch:
-        shape = plan.shape_of(max(sources[i] for i in batch))
+        shape = plan.shapes[plan.shape_index(batch)]
         assert len(batch) <= shape.rows
         assert all(sources[i] <= shape.source and targets[i] <= shape.target for i in batch)
     assert epoch == plan.epoch(0) and epoch != plan.epoch(1) and len(plan.epoch(1)) == len(epoch) == len(plan)
@@ -53,6 +53,15 @@ def test_batches_have_a_few_fixed_shapes_and_cover_every_example_once() -> None:
     assert not set(map(tuple, shards[0])) & set(map(tuple, shards[1]))
     stream = plan.stream(0, 1, start=len(plan) + 3)
     assert [next(stream) for _ in range(2)] == plan.epoch(1)[3:5]
+
+
+def test_a_target_long_for_its_source_moves_up_instead_of_widening_its_bucket() -> None:
+    """Target widths fit 99% of a bucket's targets; the rare longer target goes to a bigger bucket."""
+    sources = [16] * 300 + [160] * 100
+    targets = [16] * 299 + [128] + [160] * 100
+    plan = LengthBuckets(sources, targets, max_tokens=2048, pad_multiple=16, buckets=2, seed=0)
+    assert [(shape.source, shape.target) for shape in plan.shapes] == [(16, 16), (160, 160)]
+    assert plan.bucket_of(16, 128) == 1 and 299 in plan.members[1] and len(plan.members[0]) == 299
 
 
 def test_bucket_edges_minimise_padding() -> None:

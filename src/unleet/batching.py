@@ -36,22 +36,34 @@ class Shape:
     target: int
 
 
+TARGET_COVERAGE = 0.99  # a bucket's target width fits this share of its sources' targets
+
+
+def _covering_width(histogram: Counter[int], coverage: float) -> int:
+    """The smallest width that holds `coverage` of the examples counted in `histogram`."""
+    needed, held = coverage * sum(histogram.values()), 0
+    for width in sorted(histogram):
+        held += histogram[width]
+        if held >= needed:
+            return width
+    return 0
+
+
 def bucket_edges(source_widths: Sequence[int], target_widths: Sequence[int], buckets: int) -> list[int]:
     """Source widths closing each bucket, chosen (dynamic programming) to minimise padded tokens.
 
     A bucket of examples whose source widths lie in (previous edge, edge] costs its example
-    count x (edge + the longest target width in it).
+    count x (edge + the target width that holds 99% of their targets).
     """
-    counts = Counter(source_widths)
-    longest_target: dict[int, int] = {}
+    targets_by_source: dict[int, Counter[int]] = {}
     for source, target in zip(source_widths, target_widths, strict=True):
-        longest_target[source] = max(longest_target.get(source, 0), target)
-    widths = sorted(counts)
+        targets_by_source.setdefault(source, Counter())[target] += 1
+    widths = sorted(targets_by_source)
     buckets = min(buckets, len(widths))
 
-    def cost(first: int, last: int) -> int:  # widths[first..last] in one bucket
-        members = sum(counts[w] for w in widths[first : last + 1])
-        return members * (widths[last] + max(longest_target[w] for w in widths[first : last + 1]))
+    def cost(first: int, last: int) -> float:  # widths[first..last] in one bucket
+        histogram = sum((targets_by_source[w] for w in widths[first : last + 1]), Counter())
+        return histogram.total() * (widths[last] + _covering_width(histogram, TARGET_COVERAGE))
 
     infinity = float("inf")
     best = [[infinity] * len(widths) for _ in range(buckets)]  # best[j][i]: widths[..i] in j+1 buckets
@@ -83,21 +95,33 @@ class LengthBuckets:
     ) -> None:
         sources = [padded(length, pad_multiple) for length in source_lengths]
         targets = [padded(length, pad_multiple) for length in target_lengths]
-        self.source_widths = sources
-        self.edges = bucket_edges(sources, targets, buckets)
-        self.members: list[list[int]] = [[] for _ in self.edges]
-        target_widths = [0] * len(self.edges)
-        for index, (source, target) in enumerate(zip(sources, targets, strict=True)):
-            bucket = bisect.bisect_left(self.edges, source)
-            self.members[bucket].append(index)
-            target_widths[bucket] = max(target_widths[bucket], target)
+        edges = bucket_edges(sources, targets, buckets)
+        histograms = [Counter() for _ in edges]
+        for source, target in zip(sources, targets, strict=True):
+            histograms[bisect.bisect_left(edges, source)][target] += 1
+        target_widths = [_covering_width(histogram, TARGET_COVERAGE) for histogram in histograms]
+        target_widths[-1] = max(targets)  # the last bucket holds whatever fits nowhere else
+        for index in range(1, len(target_widths)):
+            target_widths[index] = max(target_widths[index], target_widths[index - 1])
         self.shapes = []
-        for source, target in zip(self.edges, target_widths, strict=True):
+        for source, target in zip(edges, target_widths, strict=True):
             rows = max_tokens // max(source, target)
             if rows < 1:
                 raise ValueError(f"train.batch_tokens={max_tokens} is below the longest padded example ({source})")
             self.shapes.append(Shape(rows // ROWS_MULTIPLE * ROWS_MULTIPLE or rows, source, target))
+        self.members: list[list[int]] = [[] for _ in self.shapes]
+        self.widths = list(zip(sources, targets, strict=True))
+        for index, (source, target) in enumerate(self.widths):
+            self.members[self.bucket_of(source, target)].append(index)
         self.seed = seed
+
+    def bucket_of(self, source_length: int, target_length: int) -> int:
+        """The smallest bucket whose widths hold both lengths (an example whose target is unusually
+        long for its source moves up to a bucket with room for it)."""
+        bucket = bisect.bisect_left([shape.source for shape in self.shapes], source_length)
+        while self.shapes[bucket].target < target_length:
+            bucket += 1
+        return bucket
 
     def __len__(self) -> int:
         """Batches per epoch: the same every epoch."""
@@ -133,15 +157,16 @@ class LengthBuckets:
 
     def batches_until_every_shape(self) -> int:
         """How many batches of epoch 0 run before every shape has occurred: a compiled loop's warm-up."""
-        seen: set[Shape] = set()
+        seen: set[int] = set()
         for count, batch in enumerate(self.shard(0, 0, 1), start=1):
-            seen.add(self.shape_of(max(self.source_widths[i] for i in batch)))
+            seen.add(self.shape_index(batch))
             if len(seen) == len(self.shapes):
                 return count
         return len(self)
 
-    def shape_of(self, source_length: int) -> Shape:
-        return self.shapes[bisect.bisect_left(self.edges, source_length)]
+    def shape_index(self, batch: Sequence[int]) -> int:
+        """A batch's bucket: all its examples share it, so the widest of them names it."""
+        return self.bucket_of(max(self.widths[i][0] for i in batch), max(self.widths[i][1] for i in batch))
 
 
 class FixedShapeCollator:
@@ -156,7 +181,8 @@ class FixedShapeCollator:
         self.pad_token_id = pad_token_id
 
     def __call__(self, features: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
-        shape = self.buckets.shape_of(max(len(feature["input_ids"]) for feature in features))
+        source = max(len(feature["input_ids"]) for feature in features)
+        shape = self.buckets.shapes[self.buckets.bucket_of(source, max(len(feature["labels"]) for feature in features))]
         input_ids = torch.full((shape.rows, shape.source), self.pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros((shape.rows, shape.source), dtype=torch.long)
         attention_mask[:, 0] = 1

@@ -40,6 +40,7 @@ MODEL_DIR = Path("models/trained")
 CHECKPOINTS = Path("models/checkpoints")
 BEST_WEIGHTS = CHECKPOINTS / "best.safetensors"
 METRICS = Path("metrics/train.json")
+SPEED = Path("metrics/speed/train.json")  # machine timings: git-ignored, so metrics diffs show quality
 TRAIN_CURVE = Path("metrics/train_curve.csv")
 VALIDATION_CURVE = Path("metrics/validation_curve.csv")
 
@@ -372,18 +373,20 @@ def summarise(
         "parameters": parameters,
         "trainable_parameters": trainable,
         "batch_shapes": len(data.train_buckets.shapes),
+        "device": accelerator.device.type,
+        "processes": accelerator.num_processes,
+    }
+    speed = {
         **clock.rates(accelerator.num_processes),
         "wall_time_s": round(time.perf_counter() - clock.started, 2),
         "validation_and_checkpoint_s": round(clock.paused, 2),
-        "device": accelerator.device.type,
-        "processes": accelerator.num_processes,
         "peak_gpu_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 3) if cuda else None,
     }
     io.write_json(METRICS, summary)
+    io.write_json(SPEED, speed)
     curves = {"train_loss", "validation_loss"}  # already logged step by step
-    tracker.log_metrics(
-        {k: v for k, v in summary.items() if isinstance(v, int | float) and k not in curves}, state.step
-    )
+    numbers = {k: v for k, v in {**summary, **speed}.items() if isinstance(v, int | float) and k not in curves}
+    tracker.log_metrics(numbers, state.step)
     tracker.log_artifacts([TRAIN_CURVE, VALIDATION_CURVE])
     tracker.tag_model(MODEL_DIR)
     log.info("train: %d steps, validation loss %.4f", state.step, summary["validation_loss"])
