@@ -4,8 +4,9 @@ Padding a random batch to its longest example wastes most of the compute on shor
 under `torch.compile` every new (rows, source width, target width) is a recompile; dynamo gives
 up after a handful and runs the rest eager. So examples are grouped by source length into
 `buckets` bins whose edges minimise the padded tokens of the data at hand; each bin has one
-source width, one target width (the longest target in it) and one row count that fills the token
-budget (a multiple of 8 where the budget allows). A bin's last batch of an epoch is topped up with
+source width, one target width (wide enough for 99% of its targets: the rare longer target moves
+up to a bin with room, instead of widening every batch of its own) and one row count that fills
+the token budget (a multiple of 8 where the budget allows). A bin's last batch of an epoch is topped up with
 empty rows (no tokens, ignored by the loss), so every example is seen once an epoch and the shapes
 stay exactly `len(shapes)`. The plan depends only on (seed, epoch), and every epoch has the same
 number of batches, so a resumed run continues at exactly the batch it stopped at.
@@ -16,9 +17,8 @@ from __future__ import annotations
 import bisect
 import random
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
@@ -147,7 +147,7 @@ class LengthBuckets:
         usable = len(batches) - len(batches) % world if even else len(batches)
         return batches[rank:usable:world]
 
-    def stream(self, rank: int, world: int, start: int) -> Any:
+    def stream(self, rank: int, world: int, start: int) -> Iterator[list[int]]:
         """Batches from the `start`-th of this process's share onwards, epoch after epoch, forever."""
         per_epoch = len(self.shard(0, rank, world))
         epoch, skip = divmod(start, per_epoch)
