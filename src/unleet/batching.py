@@ -95,16 +95,16 @@ class LengthBuckets:
     ) -> None:
         sources = [padded(length, pad_multiple) for length in source_lengths]
         targets = [padded(length, pad_multiple) for length in target_lengths]
-        edges = bucket_edges(sources, targets, buckets)
-        histograms = [Counter() for _ in edges]
+        self.edges = bucket_edges(sources, targets, buckets)
+        histograms = [Counter() for _ in self.edges]
         for source, target in zip(sources, targets, strict=True):
-            histograms[bisect.bisect_left(edges, source)][target] += 1
+            histograms[bisect.bisect_left(self.edges, source)][target] += 1
         target_widths = [_covering_width(histogram, TARGET_COVERAGE) for histogram in histograms]
         target_widths[-1] = max(targets)  # the last bucket holds whatever fits nowhere else
         for index in range(1, len(target_widths)):
             target_widths[index] = max(target_widths[index], target_widths[index - 1])
         self.shapes = []
-        for source, target in zip(edges, target_widths, strict=True):
+        for source, target in zip(self.edges, target_widths, strict=True):
             rows = max_tokens // max(source, target)
             if rows < 1:
                 raise ValueError(f"train.batch_tokens={max_tokens} is below the longest padded example ({source})")
@@ -118,7 +118,7 @@ class LengthBuckets:
     def bucket_of(self, source_length: int, target_length: int) -> int:
         """The smallest bucket whose widths hold both lengths (an example whose target is unusually
         long for its source moves up to a bucket with room for it)."""
-        bucket = bisect.bisect_left([shape.source for shape in self.shapes], source_length)
+        bucket = bisect.bisect_left(self.edges, source_length)
         while self.shapes[bucket].target < target_length:
             bucket += 1
         return bucket
@@ -149,8 +149,7 @@ class LengthBuckets:
 
     def stream(self, rank: int, world: int, start: int) -> Iterator[list[int]]:
         """Batches from the `start`-th of this process's share onwards, epoch after epoch, forever."""
-        per_epoch = len(self.shard(0, rank, world))
-        epoch, skip = divmod(start, per_epoch)
+        epoch, skip = divmod(start, len(self) // world)  # the length of every training shard
         while True:
             yield from self.shard(epoch, rank, world)[skip:]
             epoch, skip = epoch + 1, 0

@@ -70,7 +70,7 @@ def fit(params: Params, accelerator: Accelerator, tracker: tracking.Tracker) -> 
         total=cfg.max_steps, initial=state.step, desc="train", unit="step", disable=not accelerator.is_main_process
     )
     model.train()
-    while state.step < cfg.max_steps and not (cfg.patience and state.stale_evaluations >= cfg.patience):
+    while state.step < cfg.max_steps and not state.out_of_patience(cfg.patience):
         batch = next(batches)
         clock.count(batch)
         batch = {key: value.to(accelerator.device, non_blocking=True) for key, value in batch.items()}
@@ -96,8 +96,7 @@ def fit(params: Params, accelerator: Accelerator, tracker: tracking.Tracker) -> 
             if evaluating:
                 loss_now = evaluate(model, data, state, accelerator, tracker, cfg.keep_best)
                 progress.set_postfix(train=f"{state.train_curve[-1]['train_loss']:.3f}", validation=f"{loss_now:.3f}")
-                stopping = bool(cfg.patience) and state.stale_evaluations >= cfg.patience
-                checkpointing = checkpointing or (bool(cfg.checkpoint_every) and stopping)
+                checkpointing = checkpointing or (bool(cfg.checkpoint_every) and state.out_of_patience(cfg.patience))
             if checkpointing:
                 save_state(state, signature, accelerator, cfg.keep_checkpoints)
     progress.close()
@@ -169,6 +168,9 @@ class TrainingState:
     train_curve: list[dict[str, Any]] = field(default_factory=list)
     validation_curve: list[dict[str, Any]] = field(default_factory=list)
 
+    def out_of_patience(self, patience: int | None) -> bool:
+        return bool(patience) and self.stale_evaluations >= patience
+
 
 class Throughput:
     """Real (non-padding) tokens per second of training, validation and checkpoints left out.
@@ -185,8 +187,9 @@ class Throughput:
 
     def count(self, batch: dict[str, torch.Tensor]) -> None:
         """Count on the CPU batch, before it moves: no device sync."""
-        examples = (batch["labels"] != -100).any(dim=1)  # the empty rows that top up a bucket have no labels
-        self.tokens += int(batch["attention_mask"][examples].sum()) + int((batch["labels"] != -100).sum())
+        labelled = batch["labels"] != -100
+        examples = labelled.any(dim=1)  # the empty rows that top up a bucket have no labels
+        self.tokens += int(batch["attention_mask"][examples].sum()) + int(labelled.sum())
         self.padded_tokens += batch["input_ids"].numel() + batch["labels"].numel()
 
     def training_seconds(self) -> float:
