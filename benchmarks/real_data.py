@@ -79,7 +79,8 @@ def summary(root: Path, minutes: float, challenge_goal: float) -> str:
         "",
         f"Real-data test split: model {evaluation['accuracy']:.1%}, lexicon {evaluation['baseline_accuracy']:.1%}, "
         f"copy {evaluation['copy_accuracy']:.1%} (model CER {evaluation['cer']}, chrF {evaluation['chrf']}; "
-        f"lenient accuracy {evaluation['lenient_accuracy']:.1%})",
+        f"lenient accuracy {evaluation['lenient_accuracy']:.1%}); the model chose the input or the lexicon's "
+        f"reading over its own output for {evaluation['reranked']:.1%} of them (evaluate.rerank)",
         *intensity_lines,
         "",
         f"Challenge set: model {challenge['accuracy']:.1%}, lexicon {challenge['baseline_accuracy']:.1%}, "
@@ -119,6 +120,7 @@ def main() -> None:
         copy_project(root)
         env = tool_environment()
         env.pop("TQDM_DISABLE")  # progress bars on a long run
+        env["PYTHONPATH"] = str(root / "src")  # the copied code, not the working tree's, which may change meanwhile
         subprocess.run(["git", "init", "-q"], cwd=root, check=True)
         overrides = [
             f"experiment={args.experiment}",

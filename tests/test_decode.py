@@ -117,6 +117,31 @@ def test_a_model_that_never_stops_writes_in_proportion_to_its_input(tmp_path: Pa
     assert unleet.load(tmp_path).decode([text], max_new_tokens=200) == ["a" * (math.ceil(1.5 * 6) + DECODE_SLACK)]
 
 
+def test_rerank_keeps_whichever_output_the_model_finds_most_likely(model_dir: Path) -> None:
+    """The model's memorised answer beats a rival; the lexicon's reading (here the memorised answer)
+    beats nonsense and an output cut short by the token limit, through `decode` and the CLI."""
+    decoder = unleet.load(model_dir)
+    assert not decoder.rerank  # no lineage: decode as generated
+    own = decoder.decode(list(KNOWN), max_new_tokens=48)
+    assert decoder.choose(list(KNOWN), own) == own
+    assert decoder.choose(["gg wp"], ["Bad game."]) == [KNOWN["gg wp"]]
+
+    def log_likelihood(text: str, output: str) -> float:
+        """What `choose` ranks by, from the model's own loss (a mean over the output's tokens)."""
+        batch = decoder.tokenizer([text], text_target=[output], return_tensors="pt")
+        with torch.no_grad():
+            return -decoder.model(**batch).loss.item() * batch["labels"].shape[1]
+
+    cut_short = decoder.decode(["gg wp"], max_new_tokens=5)
+    assert cut_short == ["Good"]
+    assert log_likelihood("gg wp", KNOWN["gg wp"]) > max(log_likelihood("gg wp", text) for text in ("Good", "gg wp"))
+    assert unleet.load(model_dir, rerank=True).decode(["gg wp"], max_new_tokens=5) == [KNOWN["gg wp"]]
+    for flag, expected in (("--rerank", KNOWN["gg wp"]), ("--no-rerank", "Good")):
+        result = decode("--model", str(model_dir), "--max-new-tokens", "5", flag, "gg wp")
+        assert result.returncode == 0, result.stderr.decode()
+        assert result.stdout.decode().splitlines() == [expected]
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [

@@ -19,14 +19,16 @@ STAGES = ["scrape", "translate", "corrupt", "tokenize", "train", "evaluate"]
 
 
 def test_all_stages_with_sentencepiece_and_lexicon_hint(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    params.compose(["experiment=smoke", "tokenizer=sentencepiece", "tokenizer.hint=lexicon"])
+    params.compose(["experiment=smoke", "tokenizer=sentencepiece", "tokenizer.hint=lexicon", "evaluate.rerank=true"])
     for stage in STAGES:
         assert cli.main([stage]) == 0, stage
 
     assert (workdir / "data/tokenized/tokenizer/spiece.model").is_file()
     ratio = json.loads((workdir / "metrics/tokenize.json").read_text())["train"]["max_target_ratio"]
     assert 0 < ratio < 1  # the hinted source repeats the text, so every target is shorter than its source
-    assert unleet.load(workdir / "models/unleet").input_format == InputFormat("lexicon", max_target_ratio=ratio)
+    decoder = unleet.load(workdir / "models/unleet")
+    assert decoder.input_format == InputFormat("lexicon", max_target_ratio=ratio)
+    assert decoder.rerank  # decodes as it was evaluated
     tokenized = load_from_disk(str(workdir / "data/tokenized/validation"))
     first = json.loads((workdir / "data/corrupted/validation.jsonl").read_text().splitlines()[0])
     source = AutoTokenizer.from_pretrained(workdir / "models/unleet").decode(tokenized[0]["input_ids"])
@@ -39,6 +41,7 @@ def test_all_stages_with_sentencepiece_and_lexicon_hint(workdir: Path, capsys: p
 
     metrics = json.loads((workdir / "metrics/eval.json").read_text())
     assert {"accuracy", "exact_match", "cer", "chrf", "baseline_accuracy", "intensity"} <= set(metrics)
+    assert 0 <= metrics["reranked"] <= 1
     # Machine timings stay out of the DVC metrics (so diffs show quality), in git-ignored speed files.
     train_metrics = json.loads((workdir / "metrics/train.json").read_text())
     assert not {key for key in [*metrics, *train_metrics] if key.endswith(("_per_second", "_s", "_gb"))}

@@ -16,8 +16,11 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 
-def load(path: str | Path = "models/unleet", device: str | None = None) -> Decoder:
-    """Load a trained model directory for decoding (torch and transformers are imported only here)."""
+def load(path: str | Path = "models/unleet", device: str | None = None, rerank: bool | None = None) -> Decoder:
+    """Load a trained model directory for decoding (torch and transformers are imported only here).
+
+    `rerank` None decodes as the model was evaluated (`evaluate.rerank` in its lineage).
+    """
     from unleet.decoder import load as load_decoder
 
-    return load_decoder(path, device)
+    return load_decoder(path, device, rerank)

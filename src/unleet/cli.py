@@ -38,6 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("--batch-size", type=int, default=64)
     decode.add_argument("--max-new-tokens", type=int, default=256)
     decode.add_argument("--num-beams", type=int, default=1)
+    decode.add_argument(
+        "--rerank",
+        action=argparse.BooleanOptionalAction,
+        help="let the model choose between its output, the input and the lexicon's reading (default: as evaluated)",
+    )
     report = commands.add_parser(
         "report", help="Markdown + HTML report with PNG plots of a model, or of two revisions or experiments"
     )
@@ -64,7 +69,7 @@ def decode(args: argparse.Namespace) -> None:
         texts = decoder.input_lines(args.file.read_bytes(), str(args.file))
     else:
         texts = decoder.input_lines(sys.stdin.buffer.read(), "stdin")
-    model = decoder.load(args.model)
+    model = decoder.load(args.model, rerank=args.rerank)
     options = {"batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens, "num_beams": args.num_beams}
     for line in decoder.decode_lines(model, texts, **options):
         print(line)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import BatchEncoding, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.utils import ModelOutput
 
 from unleet import io, lineage
 from unleet.errors import UnleetError
 from unleet.inputs import InputFormat
+from unleet.lexicon import Normaliser
 from unleet.modeling import load_trained
 
 DEFAULT_MAX_SOURCE_LENGTH = 256
@@ -20,6 +23,10 @@ class Decoder:
     """Greedy or beam decoding in batches sorted by length (little padding), bf16 on CUDA.
 
     Each batch writes at most as many tokens as its longest source allows (`InputFormat.new_token_limit`).
+    With `rerank`, the model's own output competes with the text returned unchanged and with the
+    lexicon's reading, and the one the model gives the highest likelihood wins (`choose`): greedy
+    search commits to a token early and cannot take it back, so a small model often rewrites a word
+    it would itself rather have copied.
     """
 
     def __init__(
@@ -28,9 +35,11 @@ class Decoder:
         tokenizer: PreTrainedTokenizerBase,
         max_source_length: int,
         input_format: InputFormat | None = None,
+        rerank: bool = False,
     ) -> None:
         self.model, self.tokenizer, self.max_source_length = model.eval(), tokenizer, max_source_length
         self.input_format = input_format or InputFormat()
+        self.rerank = rerank
 
     @torch.no_grad()
     def decode(
@@ -42,42 +51,85 @@ class Decoder:
         progress: bool = False,
     ) -> list[str]:
         """One single-line output per input, in input order."""
-        texts = self.input_format.sources(texts)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        sources = self.input_format.sources(texts)
         outputs = [""] * len(texts)
-        device = self.model.device
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-        starts = range(0, len(order), batch_size)
-        for start in tqdm(starts, desc="decode", unit="batch", disable=not progress):
-            indices = order[start : start + batch_size]
-            batch = self.tokenizer(
-                [texts[i] for i in indices],
-                return_tensors="pt",
-                padding=True,
-                truncation=True,
-                max_length=self.max_source_length,
-            ).to(device)
+        for indices, batch in self._batches(sources, batch_size, "decode", progress):
             limit = self.input_format.new_token_limit(batch["input_ids"].shape[1], max_new_tokens)
-            with autocast:
+            with self._autocast():
                 generated = self.model.generate(**batch, max_new_tokens=limit, num_beams=num_beams, do_sample=False)
             decoded = self.tokenizer.batch_decode(generated, skip_special_tokens=True)
             for index, text in zip(indices, decoded, strict=True):
                 outputs[index] = " ".join(text.split())
-        return outputs
+        return self.choose(texts, outputs, batch_size, progress) if self.rerank else outputs
+
+    @torch.no_grad()
+    def choose(self, texts: list[str], generated: list[str], batch_size: int = 64, progress: bool = False) -> list[str]:
+        """For each text, whichever of `generated`, the text itself and the lexicon's reading the model
+        finds most likely (summed log-probabilities of its tokens); ties keep `generated`."""
+        lexicon = Normaliser()
+        candidates = [generated, list(texts), [lexicon(text) for text in texts]]
+        chosen = list(generated)
+        sources = self.input_format.sources(texts)
+        for indices, batch in self._batches(sources, batch_size, "rerank", progress):
+            with self._autocast():
+                encoded = self.model.get_encoder()(**batch)
+                scores = torch.stack(
+                    [self._log_likelihood(batch, encoded, [outputs[i] for i in indices]) for outputs in candidates]
+                )
+            best = scores.argmax(dim=0).tolist()  # argmax keeps the first of equal scores: generated
+            for index, pick in zip(indices, best, strict=True):
+                chosen[index] = candidates[pick][index]
+        return chosen
+
+    def _log_likelihood(self, batch: BatchEncoding, encoded: ModelOutput, outputs: list[str]) -> torch.Tensor:
+        """Summed log-probability of each output's tokens, end of sequence included."""
+        labels = self.tokenizer(
+            text_target=outputs, return_tensors="pt", padding=True, truncation=True, max_length=self.max_source_length
+        )["input_ids"].to(self.model.device)
+        labels[labels == self.tokenizer.pad_token_id] = -100
+        logits = self.model(encoder_outputs=encoded, attention_mask=batch["attention_mask"], labels=labels).logits
+        log_probs = torch.log_softmax(logits.float(), dim=-1)
+        mask = labels != -100
+        picked = log_probs.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        return (picked * mask).sum(dim=-1)
+
+    def _batches(
+        self, sources: list[str], batch_size: int, description: str, progress: bool
+    ) -> Iterator[tuple[list[int], BatchEncoding]]:
+        """Tokenized batches of similar length (little padding), with the input positions they hold."""
+        order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
+        starts = range(0, len(order), batch_size)
+        for start in tqdm(starts, desc=description, unit="batch", disable=not progress):
+            indices = order[start : start + batch_size]
+            batch = self.tokenizer(
+                [sources[i] for i in indices],
+                return_tensors="pt",
+                padding=True,
+                truncation=True,
+                max_length=self.max_source_length,
+            ).to(self.model.device)
+            yield indices, batch
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.model.device.type == "cuda")
 
 
-def load(path: str | Path = "models/unleet", device: str | None = None) -> Decoder:
+def load(path: str | Path = "models/unleet", device: str | None = None, rerank: bool | None = None) -> Decoder:
     """A model directory (full weights, merged LoRA, or a LoRA adapter over its base) as a Decoder.
 
-    The source truncation length comes from the model's `lineage.json` when it has one.
+    The source truncation length, and whether to rerank (unless `rerank` says), come from the
+    model's `lineage.json` when it has one: the model decodes as it was evaluated.
     """
     directory = Path(path)
     model, tokenizer = load_trained(directory)
     model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    length = DEFAULT_MAX_SOURCE_LENGTH
+    length, evaluated_with_rerank = DEFAULT_MAX_SOURCE_LENGTH, False
     if (directory / lineage.LINEAGE_FILE).is_file():
-        length = lineage.read(directory)["params"]["tokenizer"]["max_source_length"]
-    return Decoder(model, tokenizer, length, InputFormat.load(directory))
+        params = lineage.read(directory)["params"]
+        length = params["tokenizer"]["max_source_length"]
+        evaluated_with_rerank = params["evaluate"].get("rerank", False)
+    rerank = evaluated_with_rerank if rerank is None else rerank
+    return Decoder(model, tokenizer, length, InputFormat.load(directory), rerank)
 
 
 def input_lines(data: bytes, name: str) -> list[str]:

@@ -194,6 +194,7 @@ class EvaluateParams:
     batch_size: int = MISSING
     max_new_tokens: int = MISSING
     num_beams: int = MISSING
+    rerank: bool = MISSING
     samples: int = MISSING
 
 

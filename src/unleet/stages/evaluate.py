@@ -1,10 +1,13 @@
 """evaluate: score the trained model next to two baselines on the test split and the challenge set.
 
 The baselines are the lexicon normaliser (`baseline_*`) and returning the input unchanged
-(`copy_*`): a decoder worth shipping beats both. Writes `metrics/eval.json` (accuracy, which
-keeps apostrophes inside words; a lenient accuracy that drops them; exact match; CER; chrF;
-everything per corruption intensity and per challenge category), per-group tables for
-`dvc plots`, and sample predictions with their inputs and targets for reading errors.
+(`copy_*`): a decoder worth shipping beats both. With `evaluate.rerank` the model chooses between
+its own output and those two (`Decoder.choose`); `reranked` is the share of test outputs it
+took from them, so the scoreboard says how much of the model's figure they lent it.
+Writes `metrics/eval.json` (accuracy, which keeps apostrophes inside words; a lenient accuracy
+that drops them; exact match; CER; chrF; everything per corruption intensity and per challenge
+category), per-group tables for `dvc plots`, and sample predictions with their inputs and
+targets for reading errors.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from unleet.decoder import Decoder
 from unleet.inputs import InputFormat
 from unleet.lexicon import Normaliser
 from unleet.modeling import load_trained
-from unleet.params import Params
+from unleet.params import EvaluateParams, Params
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +86,16 @@ def per_group(table: list[dict[str, Any]], key: str, name: str) -> dict[str, dic
     return {f"{prefix}{name}": {row[key]: row[f"{prefix}accuracy"] for row in table} for prefix in SYSTEMS.values()}
 
 
+def decode(
+    decoder: Decoder, texts: list[str], options: EvaluateParams, progress: bool = False
+) -> tuple[list[str], list[str]]:
+    """The model's own outputs, and its final ones: chosen among rivals with `rerank`, the same without."""
+    generated = decoder.decode(texts, options.batch_size, options.max_new_tokens, options.num_beams, progress=progress)
+    if not options.rerank:
+        return generated, generated
+    return generated, decoder.choose(texts, generated, options.batch_size, progress=progress)
+
+
 def main(params: Params) -> None:
     with tracking.run("evaluate", params) as tracker:
         score(params, tracker)
@@ -98,7 +111,7 @@ def score(params: Params, tracker: tracking.Tracker) -> None:
     targets = [row["target"] for row in rows]
     started = time.perf_counter()
     options = params.evaluate
-    predictions = decoder.decode(inputs, options.batch_size, options.max_new_tokens, options.num_beams, progress=True)
+    generated, predictions = decode(decoder, inputs, options, progress=True)
     seconds = time.perf_counter() - started
     lexicon = Normaliser()
     outputs = {"model": predictions, "lexicon": [lexicon(text) for text in inputs], "copy": inputs}
@@ -108,7 +121,7 @@ def score(params: Params, tracker: tracking.Tracker) -> None:
     challenge_inputs = [case["input"] for case in challenge]
     expected = [case["expected"] for case in challenge]
     answers = {
-        "model": decoder.decode(challenge_inputs, options.batch_size, options.max_new_tokens, options.num_beams),
+        "model": decode(decoder, challenge_inputs, options)[1],
         "lexicon": [lexicon(text) for text in challenge_inputs],
         "copy": challenge_inputs,
     }
@@ -127,6 +140,7 @@ def score(params: Params, tracker: tracking.Tracker) -> None:
     metrics = {
         **scores(predictions, targets),
         **baseline_scores(outputs, targets),
+        "reranked": round(sum(p != g for p, g in zip(predictions, generated, strict=True)) / len(rows), 4),
         "examples": len(rows),
         **per_group(table, "intensity", "intensity"),
         "errors": {row["category"]: row["share"] for row in errors},
