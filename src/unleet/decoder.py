@@ -60,16 +60,21 @@ class Decoder:
             decoded = self.tokenizer.batch_decode(generated, skip_special_tokens=True)
             for index, text in zip(indices, decoded, strict=True):
                 outputs[index] = " ".join(text.split())
-        return self.choose(texts, outputs, batch_size, progress) if self.rerank else outputs
+        return self._choose(texts, sources, outputs, batch_size, progress) if self.rerank else outputs
 
-    @torch.no_grad()
     def choose(self, texts: list[str], generated: list[str], batch_size: int = 64, progress: bool = False) -> list[str]:
         """For each text, whichever of `generated`, the text itself and the lexicon's reading the model
         finds most likely (summed log-probabilities of its tokens); ties keep `generated`."""
+        return self._choose(texts, self.input_format.sources(texts), generated, batch_size, progress)
+
+    @torch.no_grad()
+    def _choose(
+        self, texts: list[str], sources: list[str], generated: list[str], batch_size: int, progress: bool
+    ) -> list[str]:
+        """`choose`, given the model's sources for `texts` (already built when called from `decode`)."""
         lexicon = Normaliser()
         candidates = [generated, list(texts), [lexicon(text) for text in texts]]
         chosen = list(generated)
-        sources = self.input_format.sources(texts)
         for indices, batch in self._batches(sources, batch_size, "rerank", progress):
             with self._autocast():
                 encoded = self.model.get_encoder()(**batch)
