@@ -142,6 +142,30 @@ def test_rerank_keeps_whichever_output_the_model_finds_most_likely(model_dir: Pa
         assert result.stdout.decode().splitlines() == [expected]
 
 
+def test_copy_bias_leans_towards_the_unchanged_input_by_nats_per_word(model_dir: Path) -> None:
+    """The input wins exactly when its log-likelihood plus `copy_bias` per word beats the model's answer."""
+    decoder = unleet.load(model_dir, rerank=True)
+    text, answer = "gg wp", KNOWN["gg wp"]
+    batch = decoder.tokenizer([text, text], text_target=[answer, text], return_tensors="pt", padding=True)
+    targets = batch.pop("labels")
+    labels = targets.masked_fill(targets == decoder.tokenizer.pad_token_id, -100)
+    with torch.no_grad():
+        logits = decoder.model(**batch, labels=labels).logits
+    picked = torch.log_softmax(logits, -1).gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    answer_score, input_score = (picked * (labels != -100)).sum(-1).tolist()
+    margin_per_word = (answer_score - input_score) / len(text.split())
+    assert margin_per_word > 0  # the memorised answer beats copying without a bias
+
+    for bias, expected in ((margin_per_word * 0.9, answer), (margin_per_word * 1.1, text)):
+        assert unleet.load(model_dir, rerank=True, copy_bias=bias).decode([text], max_new_tokens=48) == [expected]
+        result = decode("--model", str(model_dir), "--rerank", "--copy-bias", str(bias), text)
+        assert result.returncode == 0, result.stderr.decode()
+        assert result.stdout.decode().splitlines() == [expected]
+    result = decode("--model", str(model_dir), "--copy-bias", "-1", text)
+    assert result.returncode != 0
+    assert "copy bias -1.0: must be at least 0" in result.stderr.decode()
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,11 +17,21 @@ from unleet import cli, params, textmetrics
 from unleet.inputs import InputFormat
 from unleet.lexicon import Normaliser
 
+from .conftest import REPO_ROOT
+
 STAGES = ["scrape", "translate", "corrupt", "tokenize", "train", "evaluate"]
 
 
 def test_all_stages_with_sentencepiece_and_lexicon_hint(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    params.compose(["experiment=smoke", "tokenizer=sentencepiece", "tokenizer.hint=lexicon", "evaluate.rerank=true"])
+    params.compose(
+        [
+            "experiment=smoke",
+            "tokenizer=sentencepiece",
+            "tokenizer.hint=lexicon",
+            "evaluate.rerank=true",
+            "evaluate.copy_bias=0.5",
+        ]
+    )
     for stage in STAGES:
         assert cli.main([stage]) == 0, stage
 
@@ -28,7 +40,7 @@ def test_all_stages_with_sentencepiece_and_lexicon_hint(workdir: Path, capsys: p
     assert 0 < ratio < 1  # the hinted source repeats the text, so every target is shorter than its source
     decoder = unleet.load(workdir / "models/unleet")
     assert decoder.input_format == InputFormat("lexicon", max_target_ratio=ratio)
-    assert decoder.rerank  # decodes as it was evaluated
+    assert (decoder.rerank, decoder.copy_bias) == (True, 0.5)  # decodes as it was evaluated
     tokenized = load_from_disk(str(workdir / "data/tokenized/validation"))
     first = json.loads((workdir / "data/corrupted/validation.jsonl").read_text().splitlines()[0])
     source = AutoTokenizer.from_pretrained(workdir / "models/unleet").decode(tokenized[0]["input_ids"])
@@ -55,6 +67,18 @@ def test_all_stages_with_sentencepiece_and_lexicon_hint(workdir: Path, capsys: p
         flags = [flag for flag, row in zip(copied, test_rows, strict=True) if row["intensity"] == intensity]
         assert share == round(sum(flags) / len(flags), 4), intensity
     assert set(metrics["copy_intensity"]) == set(metrics["baseline_intensity"]) == set(metrics["intensity"])
+    validation = [json.loads(line) for line in (workdir / "data/corrupted/validation.jsonl").read_text().splitlines()]
+    copy_share = textmetrics.accuracy([row["input"] for row in validation], [row["target"] for row in validation])
+    sweep = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "benchmarks/copy_bias.py"), str(workdir), "--biases", "0", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert sweep.returncode == 0, sweep.stderr
+    assert f"| copy | {100 * copy_share:.1f} |" in sweep.stdout
+    assert "| copy_bias 0 |" in sweep.stdout and "| copy_bias 1 |" in sweep.stdout
+    assert "best overall: copy_bias" in sweep.stdout
     tokenize = json.loads((workdir / "metrics/tokenize.json").read_text())
     corrupt = json.loads((workdir / "metrics/corrupt.json").read_text())
     for split in ("train", "validation", "test"):
@@ -96,6 +120,23 @@ def test_unknown_params_key_exits_nonzero_naming_it(workdir: Path, capsys: pytes
     Path("params.yaml").write_text(yaml.safe_dump(data))
     assert cli.main(["scrape"]) == 1
     assert "tokenizer.kind_of" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["evaluate.copy_bias=1"], "evaluate.copy_bias: applies only when reranking"),
+        (["evaluate.rerank=true", "evaluate.copy_bias=-0.5"], "evaluate.copy_bias: -0.5 must be at least 0"),
+    ],
+)
+def test_evaluate_refuses_a_copy_bias_it_cannot_use(
+    overrides: list[str], message: str, workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    params.compose(overrides)
+    metrics_before = (workdir / "metrics/eval.json").read_bytes()
+    assert cli.main(["evaluate"]) == 1
+    assert message in capsys.readouterr().err
+    assert (workdir / "metrics/eval.json").read_bytes() == metrics_before
 
 
 def test_bad_split_line_leaves_no_partial_output(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -16,11 +16,17 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 
-def load(path: str | Path = "models/unleet", device: str | None = None, rerank: bool | None = None) -> Decoder:
+def load(
+    path: str | Path = "models/unleet",
+    device: str | None = None,
+    rerank: bool | None = None,
+    copy_bias: float | None = None,
+) -> Decoder:
     """Load a trained model directory for decoding (torch and transformers are imported only here).
 
-    `rerank` None decodes as the model was evaluated (`evaluate.rerank` in its lineage).
+    `rerank` and `copy_bias` None decode as the model was evaluated (`evaluate.rerank` and
+    `evaluate.copy_bias` in its lineage).
     """
     from unleet.decoder import load as load_decoder
 
-    return load_decoder(path, device, rerank)
+    return load_decoder(path, device, rerank, copy_bias)

@@ -43,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         help="let the model choose between its output, the input and the lexicon's reading (default: as evaluated)",
     )
+    decode.add_argument(
+        "--copy-bias",
+        type=float,
+        help="with --rerank, nats per input word added to leaving the input unchanged (default: as evaluated)",
+    )
     report = commands.add_parser(
         "report", help="Markdown + HTML report with PNG plots of a model, or of two revisions or experiments"
     )
@@ -69,7 +74,7 @@ def decode(args: argparse.Namespace) -> None:
         texts = decoder.input_lines(args.file.read_bytes(), str(args.file))
     else:
         texts = decoder.input_lines(sys.stdin.buffer.read(), "stdin")
-    model = decoder.load(args.model, rerank=args.rerank)
+    model = decoder.load(args.model, rerank=args.rerank, copy_bias=args.copy_bias)
     options = {"batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens, "num_beams": args.num_beams}
     for line in decoder.decode_lines(model, texts, **options):
         print(line)

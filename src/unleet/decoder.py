@@ -26,7 +26,9 @@ class Decoder:
     With `rerank`, the model's own output competes with the text returned unchanged and with the
     lexicon's reading, and the one the model gives the highest likelihood wins (`choose`): greedy
     search commits to a token early and cannot take it back, so a small model often rewrites a word
-    it would itself rather have copied.
+    it would itself rather have copied. `copy_bias` (nats per word of the input) adds to the
+    unchanged text's score a prior that a word needs no change: training corrupts most words, real
+    text leaves most alone, so the model's likelihoods undervalue copying.
     """
 
     def __init__(
@@ -36,10 +38,13 @@ class Decoder:
         max_source_length: int,
         input_format: InputFormat | None = None,
         rerank: bool = False,
+        copy_bias: float = 0.0,
     ) -> None:
+        if copy_bias < 0:
+            raise UnleetError(f"copy bias {copy_bias}: must be at least 0 (nats per word of the input)")
         self.model, self.tokenizer, self.max_source_length = model.eval(), tokenizer, max_source_length
         self.input_format = input_format or InputFormat()
-        self.rerank = rerank
+        self.rerank, self.copy_bias = rerank, copy_bias
 
     @torch.no_grad()
     def decode(
@@ -64,27 +69,45 @@ class Decoder:
 
     def choose(self, texts: list[str], generated: list[str], batch_size: int = 64, progress: bool = False) -> list[str]:
         """For each text, whichever of `generated`, the text itself and the lexicon's reading the model
-        finds most likely (summed log-probabilities of its tokens); ties keep `generated`."""
+        finds most likely (summed log-probabilities of its tokens, the text itself raised by
+        `copy_bias` per word); ties keep `generated`."""
         return self._choose(texts, self.input_format.sources(texts), generated, batch_size, progress)
 
+    def rivals(self, texts: list[str], generated: list[str]) -> list[list[str]]:
+        """What `choose` weighs, first wins ties: `generated`, the texts unchanged, the lexicon's readings."""
+        lexicon = Normaliser()
+        return [list(generated), list(texts), [lexicon(text) for text in texts]]
+
     @torch.no_grad()
+    def likelihoods(
+        self,
+        texts: list[str],
+        candidates: list[list[str]],
+        batch_size: int = 64,
+        progress: bool = False,
+        sources: list[str] | None = None,
+    ) -> torch.Tensor:
+        """Summed log-probability of each candidate output for each text: shape (candidates, texts).
+
+        One encoder pass per batch serves every candidate."""
+        sources = self.input_format.sources(texts) if sources is None else sources
+        scores = torch.zeros(len(candidates), len(texts))
+        for indices, batch in self._batches(sources, batch_size, "rerank", progress):
+            with self._autocast():
+                encoded = self.model.get_encoder()(**batch)
+                for row, outputs in enumerate(candidates):
+                    scores[row, indices] = self._log_likelihood(batch, encoded, [outputs[i] for i in indices]).cpu()
+        return scores
+
     def _choose(
         self, texts: list[str], sources: list[str], generated: list[str], batch_size: int, progress: bool
     ) -> list[str]:
         """`choose`, given the model's sources for `texts` (already built when called from `decode`)."""
-        lexicon = Normaliser()
-        candidates = [generated, list(texts), [lexicon(text) for text in texts]]
-        chosen = list(generated)
-        for indices, batch in self._batches(sources, batch_size, "rerank", progress):
-            with self._autocast():
-                encoded = self.model.get_encoder()(**batch)
-                scores = torch.stack(
-                    [self._log_likelihood(batch, encoded, [outputs[i] for i in indices]) for outputs in candidates]
-                )
-            best = scores.argmax(dim=0).tolist()  # argmax keeps the first of equal scores: generated
-            for index, pick in zip(indices, best, strict=True):
-                chosen[index] = candidates[pick][index]
-        return chosen
+        candidates = self.rivals(texts, generated)
+        scores = self.likelihoods(texts, candidates, batch_size, progress, sources)
+        scores[1] += self.copy_bias * torch.tensor([len(text.split()) for text in texts])
+        best = scores.argmax(dim=0).tolist()  # argmax keeps the first of equal scores: generated
+        return [candidates[pick][index] for index, pick in enumerate(best)]
 
     def _log_likelihood(self, batch: BatchEncoding, encoded: ModelOutput, outputs: list[str]) -> torch.Tensor:
         """Summed log-probability of each output's tokens, end of sequence included."""
@@ -119,22 +142,28 @@ class Decoder:
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.model.device.type == "cuda")
 
 
-def load(path: str | Path = "models/unleet", device: str | None = None, rerank: bool | None = None) -> Decoder:
+def load(
+    path: str | Path = "models/unleet",
+    device: str | None = None,
+    rerank: bool | None = None,
+    copy_bias: float | None = None,
+) -> Decoder:
     """A model directory (full weights, merged LoRA, or a LoRA adapter over its base) as a Decoder.
 
-    The source truncation length, and whether to rerank (unless `rerank` says), come from the
-    model's `lineage.json` when it has one: the model decodes as it was evaluated.
+    The source truncation length, and whether to rerank and with what copy bias (unless `rerank`
+    and `copy_bias` say), come from the model's `lineage.json` when it has one: the model decodes
+    as it was evaluated.
     """
     directory = Path(path)
     model, tokenizer = load_trained(directory)
     model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    length, evaluated_with_rerank = DEFAULT_MAX_SOURCE_LENGTH, False
+    length, evaluated = DEFAULT_MAX_SOURCE_LENGTH, {}
     if (directory / lineage.LINEAGE_FILE).is_file():
         params = lineage.read(directory)["params"]
-        length = params["tokenizer"]["max_source_length"]
-        evaluated_with_rerank = params["evaluate"].get("rerank", False)
-    rerank = evaluated_with_rerank if rerank is None else rerank
-    return Decoder(model, tokenizer, length, InputFormat.load(directory), rerank)
+        length, evaluated = params["tokenizer"]["max_source_length"], params["evaluate"]
+    rerank = evaluated.get("rerank", False) if rerank is None else rerank
+    copy_bias = evaluated.get("copy_bias", 0.0) if copy_bias is None else copy_bias
+    return Decoder(model, tokenizer, length, InputFormat.load(directory), rerank, copy_bias)
 
 
 def input_lines(data: bytes, name: str) -> list[str]:

@@ -195,6 +195,7 @@ class EvaluateParams:
     max_new_tokens: int = MISSING
     num_beams: int = MISSING
     rerank: bool = MISSING
+    copy_bias: float = MISSING
     samples: int = MISSING
 
 

@@ -2,8 +2,9 @@
 
 The baselines are the lexicon normaliser (`baseline_*`) and returning the input unchanged
 (`copy_*`): a decoder worth shipping beats both. With `evaluate.rerank` the model chooses between
-its own output and those two (`Decoder.choose`); `reranked` is the share of test outputs it
-took from them, so the scoreboard says how much of the model's figure they lent it.
+its own output and those two (`Decoder.choose`), leaning towards the unchanged input by
+`evaluate.copy_bias` nats per word; `reranked` is the share of test outputs it took from them, so
+the scoreboard says how much of the model's figure they lent it.
 Writes `metrics/eval.json` (accuracy, which keeps apostrophes inside words; a lenient accuracy
 that drops them; exact match; CER; chrF; everything per corruption intensity and per challenge
 category), per-group tables for `dvc plots`, and sample predictions with their inputs and
@@ -23,6 +24,7 @@ import torch
 
 from unleet import io, lineage, textmetrics, tracking
 from unleet.decoder import Decoder
+from unleet.errors import UnleetError
 from unleet.inputs import InputFormat
 from unleet.lexicon import Normaliser
 from unleet.modeling import load_trained
@@ -101,11 +103,21 @@ def main(params: Params) -> None:
         score(params, tracker)
 
 
+def check(options: EvaluateParams) -> None:
+    """A copy bias is a reranking prior: refuse one that is negative or that nothing would use."""
+    if options.copy_bias < 0:
+        raise UnleetError(f"evaluate.copy_bias: {options.copy_bias} must be at least 0 (nats per input word)")
+    if options.copy_bias and not options.rerank:
+        raise UnleetError("evaluate.copy_bias: applies only when reranking; set evaluate.rerank=true or copy_bias 0")
+
+
 def score(params: Params, tracker: tracking.Tracker) -> None:
+    check(params.evaluate)
     rows = list(io.read_jsonl(TEST_SPLIT, required=["input", "target", "intensity"]))
     model, tokenizer = load_trained(TRAINED)
     model.to("cuda" if torch.cuda.is_available() else "cpu")
-    decoder = Decoder(model, tokenizer, params.tokenizer.max_source_length, InputFormat.load(TRAINED))
+    length, input_format = params.tokenizer.max_source_length, InputFormat.load(TRAINED)
+    decoder = Decoder(model, tokenizer, length, input_format, copy_bias=params.evaluate.copy_bias)
 
     inputs = [row["input"] for row in rows]
     targets = [row["target"] for row in rows]
