@@ -29,13 +29,6 @@ BIASES = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
 CLEAN_GOAL = 0.97
 
 
-def picks(scores: torch.Tensor, words: torch.Tensor, bias: float) -> list[int]:
-    """Which candidate `Decoder.choose` takes for each text at `bias` nats per word of the input."""
-    biased = scores.clone()
-    biased[1] += bias * words
-    return biased.argmax(dim=0).tolist()
-
-
 def sweep(
     candidates: list[list[str]],
     scores: torch.Tensor,
@@ -49,10 +42,9 @@ def sweep(
     for index, group in enumerate(groups):
         members[group].append(index)
         members["all"].append(index)
-    words = torch.tensor([len(text.split()) for text in texts], dtype=scores.dtype)
     answers = {"copy": candidates[1], "lexicon": candidates[2], "model alone": candidates[0]}
     for bias in biases:
-        answers[f"copy_bias {bias:g}"] = [candidates[k][i] for i, k in enumerate(picks(scores, words, bias))]
+        answers[f"copy_bias {bias:g}"] = [candidates[k][i] for i, k in enumerate(decoder.picks(scores, texts, bias))]
     return {
         row: {
             group: textmetrics.accuracy([outputs[i] for i in indices], [targets[i] for i in indices])

@@ -9,24 +9,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pathlib import Path
+    from collections.abc import Callable
 
-    from unleet.decoder import Decoder
+    from unleet.decoder import Decoder, load  # noqa: F401  (unleet.load, for type checkers)
 
 __version__ = "0.1.0"
 
 
-def load(
-    path: str | Path = "models/unleet",
-    device: str | None = None,
-    rerank: bool | None = None,
-    copy_bias: float | None = None,
-) -> Decoder:
-    """Load a trained model directory for decoding (torch and transformers are imported only here).
+def __getattr__(name: str) -> Callable[..., Decoder]:
+    """`unleet.load` is `unleet.decoder.load`, imported on first use: torch and transformers load only then."""
+    if name == "load":
+        from unleet.decoder import load
 
-    `rerank` and `copy_bias` None decode as the model was evaluated (`evaluate.rerank` and
-    `evaluate.copy_bias` in its lineage).
-    """
-    from unleet.decoder import load as load_decoder
-
-    return load_decoder(path, device, rerank, copy_bias)
+        return load
+    raise AttributeError(f"module 'unleet' has no attribute {name!r}")

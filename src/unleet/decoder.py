@@ -105,8 +105,7 @@ class Decoder:
         """`choose`, given the model's sources for `texts` (already built when called from `decode`)."""
         candidates = self.rivals(texts, generated)
         scores = self.likelihoods(texts, candidates, batch_size, progress, sources)
-        scores[1] += self.copy_bias * torch.tensor([len(text.split()) for text in texts])
-        best = scores.argmax(dim=0).tolist()  # argmax keeps the first of equal scores: generated
+        best = picks(scores, texts, self.copy_bias)
         return [candidates[pick][index] for index, pick in enumerate(best)]
 
     def _log_likelihood(self, batch: BatchEncoding, encoded: ModelOutput, outputs: list[str]) -> torch.Tensor:
@@ -140,6 +139,14 @@ class Decoder:
 
     def _autocast(self) -> torch.autocast:
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.model.device.type == "cuda")
+
+
+def picks(scores: torch.Tensor, texts: list[str], copy_bias: float) -> list[int]:
+    """Which of `Decoder.rivals` wins for each text, given their `likelihoods`: the unchanged text's
+    score raised by `copy_bias` per word of it; argmax keeps the first of equal scores (the model's)."""
+    biased = scores.clone()
+    biased[1] += copy_bias * torch.tensor([len(text.split()) for text in texts], dtype=scores.dtype)
+    return biased.argmax(dim=0).tolist()
 
 
 def load(
