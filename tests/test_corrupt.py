@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import re
 from collections import Counter
 from pathlib import Path
@@ -77,6 +78,16 @@ def test_intensity_mix_and_preservation_share() -> None:
     corrupted = total - counts["clean"]
     for name, share in [("light", 0.5), ("medium", 0.3), ("heavy", 0.2)]:
         assert counts[name] / corrupted == pytest.approx(share, abs=0.03)
+
+
+def test_character_leet_never_writes_a_bare_digit_that_reads_as_another_word() -> None:
+    """`a` may become `@` but never a bare `4`, which slang reads as `for`; `for` still becomes `4`."""
+    corrupter = corrupt.Corrupter({})
+    heavy = corrupt.SETTINGS["heavy"]
+    outputs = [corrupter("a cat for a dog", heavy, random.Random(seed)).split() for seed in range(400)]
+    firsts, thirds = Counter(words[0] for words in outputs), Counter(words[2] for words in outputs)
+    assert "4" not in firsts and firsts["@"] > 0
+    assert thirds["4"] > 0
 
 
 def test_corruptions_change_text_but_keep_real_numbers() -> None:

@@ -66,6 +66,9 @@ SETTINGS = {
 }
 # Digit slang the lexicon leaves to context rules (a bare 2 or 4 may be a real number there).
 DIGIT_SLANG = {"to": ["2"], "too": ["2"], "for": ["4"]}
+# Whole words that character leet must not produce: a bare 4 reads as "for", so "a" -> "4" would
+# teach the model that "thanks 4 coming" means "thanks a coming".
+RESERVED_WORDS = {slang for forms in DIGIT_SLANG.values() for slang in forms}
 VOWELS = set("aeiou")
 
 
@@ -103,10 +106,11 @@ class Corrupter:
             word += word[-1] * rng.randint(2, 5)
         if rng.random() < level.case_chaos:
             word = "".join(char.upper() if rng.random() < 0.5 else char.lower() for char in word)
-        return "".join(
+        leet = "".join(
             rng.choice(level.chars[char.lower()]) if char.lower() in level.chars and rng.random() < level.char else char
             for char in word
         )
+        return word if leet in RESERVED_WORDS else leet
 
 
 def split_of(source_id: str, params: CorruptParams) -> str:
