@@ -9,7 +9,7 @@ import pytest
 
 from unleet import params as params_module
 from unleet.errors import UnleetError
-from unleet.lexicon import Normaliser, load_table
+from unleet.lexicon import Normaliser, abbreviation_expander, load_table
 from unleet.stages import translate
 
 
@@ -45,6 +45,21 @@ def test_lexicon_table_errors_name_the_line(tmp_path: Path) -> None:
         load_table(table)
 
 
+@pytest.mark.parametrize(
+    ("kept", "written_out"),
+    [
+        ("I'm gonna go, lol.", "I'm going to go, laughing out loud."),
+        ("Lol, that's it. OMG it works", "Laughing out loud, that's it. Oh my god it works"),
+        ('He said "lol"; IMO he was right.', 'He said "Laughing out loud"; in my opinion he was right.'),
+        ("C++ in the U.S. is a lollipop on r/lol", "C++ in the U.S. is a lollipop on r/lol"),
+    ],
+)
+def test_abbreviation_expander_writes_out_whole_words_only(kept: str, written_out: str) -> None:
+    table = load_table()
+    expand = abbreviation_expander({word: table[word] for word in ["lol", "gonna", "omg", "imo", "c", "u"]})
+    assert expand(kept) == written_out
+
+
 def run_stage(comments: list[dict], backend: params_module.TranslateParams) -> None:
     raw = Path("data/raw/comments.jsonl")
     raw.parent.mkdir(parents=True, exist_ok=True)
@@ -71,4 +86,28 @@ def test_pairs_backend_with_no_match_fails_naming_the_file(workdir: Path) -> Non
     known.write_text(json.dumps({"original": "something else", "formal": "Something else."}) + "\n")
     with pytest.raises(UnleetError, match=r"known\.jsonl"):
         run_stage([{"id": "a", "text": "idk tbh"}], params_module.TranslateParams(backend="pairs", path=str(known)))
+    assert not Path(translate.OUTPUT).exists()
+
+
+def test_translate_expand_writes_out_kept_abbreviations_and_counts_them(workdir: Path) -> None:
+    known = workdir / "known.jsonl"
+    known.write_text(
+        json.dumps({"original": "gonna b l8 lol", "formal": "Gonna be late, lol."})
+        + "\n"
+        + json.dumps({"original": "idk tbh", "formal": "I don't know, to be honest."})
+        + "\n"
+    )
+    comments = [{"id": "a", "text": "gonna b l8 lol"}, {"id": "b", "text": "idk tbh"}]
+    run_stage(comments, params_module.TranslateParams(backend="pairs", path=str(known), expand=["gonna", "LOL"]))
+    formals = [json.loads(line)["formal"] for line in Path(translate.OUTPUT).read_text().splitlines()]
+    assert formals == ["Going to be late, laughing out loud.", "I don't know, to be honest."]
+    assert json.loads(Path(translate.METRICS).read_text())["expanded"] == 1
+
+
+def test_translate_expand_refuses_a_word_the_lexicon_lacks(workdir: Path) -> None:
+    known = workdir / "known.jsonl"
+    known.write_text(json.dumps({"original": "idk tbh", "formal": "I don't know, to be honest."}) + "\n")
+    backend = params_module.TranslateParams(backend="pairs", path=str(known), expand=["lol", "yeet"])
+    with pytest.raises(UnleetError, match=r"translate\.expand: \['yeet'\] not in the lexicon .*lexicon\.tsv"):
+        run_stage([{"id": "a", "text": "idk tbh"}], backend)
     assert not Path(translate.OUTPUT).exists()

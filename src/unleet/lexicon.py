@@ -7,6 +7,7 @@ model must beat in `evaluate`. The same slang table drives the `corrupt` stage i
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
@@ -269,6 +270,25 @@ def load_table(path: Path = LEXICON_PATH) -> dict[str, str]:
             raise UnleetError(f"{path}:{number}: duplicate slang key {slang!r}")
         table[slang] = formal
     return table
+
+
+def abbreviation_expander(abbreviations: dict[str, str]) -> Callable[[str], str]:
+    """Write out each whole-word abbreviation, capitalised where it opened a sentence.
+
+    LLM translations keep the casual tone and with it `lol`, `gonna`, `omg`, which the lexicon,
+    the challenge set and most synthetic targets write out: one convention for every target.
+    """
+    if not abbreviations:
+        return lambda text: text
+    alternatives = "|".join(re.escape(key) for key in sorted(abbreviations, key=len, reverse=True))
+    pattern = re.compile(rf"(?<![\w'/@#-])({alternatives})(?![\w'/+-]|\.\w)", re.IGNORECASE)
+
+    def expand(match: re.Match[str]) -> str:
+        formal = abbreviations[match.group(1).lower()]
+        opens_sentence = re.search(r"(^|[.!?\n\"(]\s*)$", match.string[: match.start()]) is not None
+        return formal[0].upper() + formal[1:] if opens_sentence else formal
+
+    return lambda text: pattern.sub(expand, text)
 
 
 class Normaliser:

@@ -59,12 +59,14 @@ class ScrapeParams:
 class TranslateParams:
     """`path` is the lexicon, the pairs file, or, for LLM backends, the prompt template.
 
-    The keys after `path` configure the LLM backends only. No key holds a secret: API keys are
-    read from the environment variable named by `api_key_env`.
+    `expand` names abbreviations the translations keep (`lol`, `gonna`) to write out as the
+    lexicon does, whatever the backend. The keys after it configure the LLM backends only. No key
+    holds a secret: API keys are read from the environment variable named by `api_key_env`.
     """
 
     backend: str = MISSING
     path: str = MISSING
+    expand: list[str] = field(default_factory=list)
     base_url: str | None = None
     model: str | None = None
     api_key_env: str | None = None

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from unleet import answers, io, llm
 from unleet.errors import UnleetError
-from unleet.lexicon import Normaliser, load_table
+from unleet.lexicon import LEXICON_PATH, Normaliser, abbreviation_expander, load_table
 from unleet.params import Params, TranslateParams
 
 log = logging.getLogger(__name__)
@@ -61,16 +61,27 @@ def make_backend(params: TranslateParams) -> Backend:
     return BACKENDS[params.backend](params)
 
 
+def make_expander(params: TranslateParams) -> Callable[[str], str]:
+    """Expand the abbreviations `translate.expand` names as the project's lexicon does."""
+    table = load_table()
+    unknown = [word for word in params.expand if word.lower() not in table]
+    if unknown:
+        raise UnleetError(f"translate.expand: {unknown} not in the lexicon {LEXICON_PATH}")
+    return abbreviation_expander({word.lower(): table[word.lower()] for word in params.expand})
+
+
 def main(params: Params) -> None:
     answers.prepare_cache(ANSWER_CACHE)
     comments = list(io.read_jsonl(INPUT, required=["id", "text"]))
+    expand = make_expander(params.translate)
     backend = make_backend(params.translate)
     formals = backend([comment["text"] for comment in comments])
-    pairs = [
-        {"id": comment["id"], "original": comment["text"], "formal": formal.strip()}
+    kept = [
+        (comment, formal.strip())
         for comment, formal in zip(comments, formals, strict=True)
         if formal and formal.strip()
     ]
+    pairs = [{"id": comment["id"], "original": comment["text"], "formal": expand(formal)} for comment, formal in kept]
     if not pairs:
         raise UnleetError(
             f"translate: backend {params.translate.backend!r} ({params.translate.path}) "
@@ -81,6 +92,7 @@ def main(params: Params) -> None:
         "comments": len(comments),
         "translated": len(pairs),
         "untranslated": len(comments) - len(pairs),
+        "expanded": sum(pair["formal"] != formal for pair, (_, formal) in zip(pairs, kept, strict=True)),
     }
     if isinstance(backend, llm.Translator):
         metrics |= backend.metrics()
