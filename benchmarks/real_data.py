@@ -9,7 +9,8 @@ touched), the data paths made absolute, then prints accuracy (case, spacing and 
 around words ignored, apostrophes kept) per intensity of the real-data test split and per
 challenge category, as Markdown tables, for the model, the lexicon and the input returned
 unchanged (copy), and whether the quality goals hold: the model beats both baselines at every
-intensity, reaches `--challenge-goal` on the challenge set, and passes clean text through.
+intensity but clean (where copying is right by construction), reaches `--challenge-goal` on the
+challenge set, and passes clean text through.
 """
 
 from __future__ import annotations
@@ -38,18 +39,19 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def table(rows: list[dict[str, str]], key: str) -> tuple[list[str], bool]:
-    """Markdown rows of model, lexicon and copy per group, and whether the model beats both in every group."""
+def table(rows: list[dict[str, str]], key: str) -> tuple[list[str], list[str]]:
+    """Markdown rows of model, lexicon and copy per group, and the groups where the model beats not both."""
     lines = [f"| {key} | examples | model | lexicon | copy | Δ best baseline |", "|---|---:|---:|---:|---:|---:|"]
-    wins = True
+    behind = []
     for row in rows:
         model, lexicon, copy = (float(row[column]) for column in ("accuracy", "baseline_accuracy", "copy_accuracy"))
-        wins &= model > max(lexicon, copy)
+        if model <= max(lexicon, copy):
+            behind.append(row[key])
         lines.append(
             f"| {row[key]} | {row['examples']} | {model:.1%} | {lexicon:.1%} | {copy:.1%} | "
             f"{model - max(lexicon, copy):+.1%} |"
         )
-    return lines, wins
+    return lines, behind
 
 
 def yes(holds: bool) -> str:
@@ -65,7 +67,8 @@ def summary(root: Path, minutes: float, challenge_goal: float) -> str:
     challenge = evaluation["challenge"]
     intensities = read_csv(root / "metrics/eval_intensity.csv")
     categories = read_csv(root / "metrics/eval_challenge.csv")
-    intensity_lines, every_intensity = table(intensities, "intensity")
+    intensity_lines, behind = table(intensities, "intensity")
+    behind = [name for name in behind if name != "clean"]  # copy is right on all clean text: the goal below
     category_lines, _ = table(categories, "category")
     clean = [float(row["accuracy"]) for row in intensities if row["intensity"] == "clean"]
     clean += [float(row["accuracy"]) for row in categories if row["category"] == "clean text"]
@@ -87,7 +90,8 @@ def summary(root: Path, minutes: float, challenge_goal: float) -> str:
         f"copy {challenge['copy_accuracy']:.1%}",
         *category_lines,
         "",
-        f"goal, model beats the lexicon and the copy baseline at every intensity: {yes(every_intensity)}",
+        f"goal, model beats the lexicon and the copy baseline at every intensity but clean: {yes(not behind)}"
+        + (f" (not on {', '.join(behind)})" if behind else ""),
         f"goal, challenge accuracy >= {challenge_goal:.1%}: {yes(challenge['accuracy'] >= challenge_goal)}",
         f"goal, clean text passed through >= {CLEAN_GOAL:.0%} (test clean, challenge clean): "
         f"{yes(bool(clean) and min(clean) >= CLEAN_GOAL)}",

@@ -84,8 +84,13 @@ def test_real_data_benchmark_prints_model_and_baseline_per_group(reddit_data: Pa
         assert line in result.stdout
         if row["category"] == "clean text":
             assert copy == 1.0  # clean cases are their own answer
-    wins = all(float(row["accuracy"]) > max(float(row[c]) for c in systems[1:]) for row in intensities)
-    assert f"beats the lexicon and the copy baseline at every intensity: {'yes' if wins else 'no'}" in result.stdout
+    behind = [
+        row["intensity"]
+        for row in intensities
+        if row["intensity"] != "clean" and float(row["accuracy"]) <= max(float(row[c]) for c in systems[1:])
+    ]
+    verdict = f"no (not on {', '.join(behind)})" if behind else "yes"
+    assert f"beats the lexicon and the copy baseline at every intensity but clean: {verdict}\n" in result.stdout
 
 
 def test_real_data_benchmark_names_missing_data(tmp_path: Path) -> None:
