@@ -29,6 +29,8 @@ from unleet.stages import translate
         ("my 1440p monitor runs at 144hz", "My 1440p monitor runs at 144hz."),  # units are not leet
         ("it was 10GB on win10", "It was 10GB on win10."),
         ("th3 m0v13 w45 b0r1ng", "The movie was boring."),  # short letter-digit words still are
+        ("ask /u/pauly1337 on r/l33t, gr8 guy", "Ask /u/pauly1337 on r/l33t, great guy."),  # names are not leet
+        ("c https://example.com/l33t", "See https://example.com/l33t."),
     ],
 )
 def test_lexicon_normaliser(informal: str, formal: str) -> None:

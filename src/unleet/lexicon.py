@@ -50,6 +50,8 @@ NUMBER_SUFFIXES = "%|k|m|x|p|st|nd|rd|th|s|gb|mb|tb|kb|hz|ghz|fps|ms|hp|km|kg|mm
 NUMBER = re.compile(rf"^[$€£]?\d+([.,:/xv-]\d+)*({NUMBER_SUFFIXES})?$")
 # Three letters or more, then two digits or more, name a version or a model (`win10`, `gtx1080`), not leet.
 MODEL_NAME = re.compile(r"^[a-z]{3,}\d{2,}$")
+# Reddit users and subreddits, and web addresses: names, whatever digits they hold.
+REFERENCE = re.compile(r"^(/?[ur]/[\w-]+|https?://\S+|www\.\S+)$", re.IGNORECASE)
 WORD_EDGE = re.compile(r"^([\"'(\[]*)(.*?)([.,!?;:\"')\]]*)$")
 LETTERS = re.compile(r"[a-z]", re.IGNORECASE)
 REPEATS = re.compile(r"([a-z])\1{2,}", re.IGNORECASE)
@@ -338,7 +340,7 @@ class Normaliser:
             return _ambiguous_digit(lower, previous, following, trail)
         if lower == "1" and _decode_leet(following) in I_FOLLOWERS:
             return "I"
-        if NUMBER.match(lower) or MODEL_NAME.match(lower) or not core:
+        if NUMBER.match(lower) or MODEL_NAME.match(lower) or REFERENCE.match(core) or not core:
             return core
         if any(symbol in core for symbol in LEET_CHARS) or any(s in core for s, _ in LEET_SEQUENCES):
             decoded = _decode_leet(lower)
