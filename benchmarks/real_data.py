@@ -40,7 +40,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def table(rows: list[dict[str, str]], key: str) -> tuple[list[str], list[str]]:
-    """Markdown rows of model, lexicon and copy per group, and the groups where the model beats not both."""
+    """Markdown rows of model, lexicon and copy per group, and the groups where the model does not beat both."""
     lines = [f"| {key} | examples | model | lexicon | copy | Δ best baseline |", "|---|---:|---:|---:|---:|---:|"]
     behind = []
     for row in rows:
