@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import random
 from collections import Counter
 
 import pytest
@@ -34,7 +35,30 @@ def test_exact_match_is_strict() -> None:
 
 def test_edit_distance_and_cer() -> None:
     assert textmetrics.edit_distance("kitten", "sitting") == 3
+    assert textmetrics.edit_distance("", "abc") == textmetrics.edit_distance("abc", "") == 3
     assert textmetrics.cer(["abcd"], ["abed"]) == pytest.approx(0.25)
+
+
+def levenshtein_table(a: str, b: str) -> int:
+    """The textbook dynamic programme, cell by cell: the reference for the bit-parallel one."""
+    rows = [[i + j if not i or not j else 0 for j in range(len(b) + 1)] for i in range(len(a) + 1)]
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            rows[i][j] = min(rows[i - 1][j] + 1, rows[i][j - 1] + 1, rows[i - 1][j - 1] + (a[i - 1] != b[j - 1]))
+    return rows[-1][-1]
+
+
+def test_edit_distance_matches_the_dynamic_programme() -> None:
+    """Random pairs over small alphabets (many repeats, the hard case for bit vectors), lengths
+    across the 64-bit word boundary, and near-copies like a decoder's outputs."""
+    rng = random.Random(0)
+    for _ in range(400):
+        alphabet = rng.choice(["ab", "abc", "leet 1337", "abcdefghijklmnopqrstuvwxyz .,'"])
+        a = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 140)))
+        b = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 140)))
+        near = "".join(char for char in a if rng.random() > 0.05) + rng.choice(["", "x", "."])
+        for first, second in ((a, b), (b, a), (a, near), (a, a)):
+            assert textmetrics.edit_distance(first, second) == levenshtein_table(first, second), (first, second)
 
 
 def test_chrf_bounds() -> None:

@@ -42,14 +42,31 @@ def exact_match(predictions: list[str], targets: list[str]) -> float:
 
 
 def edit_distance(a: str, b: str) -> int:
-    """Levenshtein distance in O(len(a) * len(b)) time and O(len(b)) memory."""
-    previous = list(range(len(b) + 1))
-    for i, char_a in enumerate(a, start=1):
-        current = [i]
-        for j, char_b in enumerate(b, start=1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (char_a != char_b)))
-        previous = current
-    return previous[-1]
+    """Levenshtein distance by Myers' bit-parallel algorithm (Hyyrö's form for whole strings): each
+    column of the dynamic programme is two bit vectors over `a`, so one pass over `b` costs a few
+    integer operations per character instead of a Python loop over every cell."""
+    if not a or not b:
+        return len(a) + len(b)
+    positions: dict[str, int] = {}
+    for index, char in enumerate(a):
+        positions[char] = positions.get(char, 0) | 1 << index
+    full, top = (1 << len(a)) - 1, 1 << (len(a) - 1)
+    plus, minus, distance = full, 0, len(a)  # vertical +1 / -1 deltas of the current column
+    for char in b:
+        equal = positions.get(char, 0)
+        vertical = equal | minus
+        horizontal = (((equal & plus) + plus) ^ plus) | equal
+        rise = minus | ~(horizontal | plus)
+        fall = plus & horizontal
+        if rise & top:
+            distance += 1
+        elif fall & top:
+            distance -= 1
+        rise = (rise << 1) | 1
+        fall <<= 1
+        plus = (fall | ~(vertical | rise)) & full
+        minus = rise & vertical & full
+    return distance
 
 
 def cer(predictions: list[str], targets: list[str]) -> float:
