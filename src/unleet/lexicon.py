@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 from unleet import io
@@ -299,6 +299,8 @@ class Normaliser:
     def __init__(self, table: dict[str, str] | None = None) -> None:
         self.table = load_table() if table is None else table
         self.longest_phrase = max((len(key.split()) for key in self.table), default=1)
+        self.phrase_starts = {key.split()[0] for key in self.table if " " in key}
+        self._plain_word = lru_cache(maxsize=1 << 18)(self._word_alone)  # words repeat: read each once
         self.vocabulary = {
             word.lower() for formal in self.table.values() for word in re.findall(r"[a-z']+", formal, re.I)
         }
@@ -323,6 +325,8 @@ class Normaliser:
 
     def _phrase_at(self, chunks: list[tuple[str, str, str]], start: int) -> tuple[int, str]:
         """Longest slang phrase starting here; inner punctuation ends a phrase."""
+        if chunks[start][1].lower() not in self.phrase_starts:
+            return 0, ""
         for size in range(min(self.longest_phrase, len(chunks) - start), 1, -1):
             window = chunks[start : start + size]
             if any(trail for _, _, trail in window[:-1]) or any(lead for lead, _, _ in window[1:]):
@@ -334,12 +338,18 @@ class Normaliser:
 
     def _word(self, core: str, previous: str, following: str, trail: str) -> str:
         lower = core.lower()
+        if lower not in self.table:
+            if lower in {"2", "4"}:
+                return _ambiguous_digit(lower, previous, following, trail)
+            if lower == "1" and _decode_leet(following) in I_FOLLOWERS:
+                return "I"
+        return self._plain_word(core)
+
+    def _word_alone(self, core: str) -> str:
+        """A word's reading where its neighbours do not matter (all but a bare 1, 2 or 4)."""
+        lower = core.lower()
         if lower in self.table:
             return self.table[lower]
-        if lower in {"2", "4"}:
-            return _ambiguous_digit(lower, previous, following, trail)
-        if lower == "1" and _decode_leet(following) in I_FOLLOWERS:
-            return "I"
         if NUMBER.match(lower) or MODEL_NAME.match(lower) or REFERENCE.match(core) or not core:
             return core
         if any(symbol in core for symbol in LEET_CHARS) or any(s in core for s, _ in LEET_SEQUENCES):
