@@ -91,8 +91,12 @@ def test_pretrained_without_path_is_named(tmp_path: Path) -> None:
         ("train.lr=notanumber", "key 'train.lr': Value 'notanumber' of type 'str' could not be converted to Float"),
         ("model=huge", "model=huge: unknown option; model has: base, pretrained, small, tiny"),
         ("train.lr", "cannot apply overrides train.lr: Error parsing override 'train.lr'"),
+        (
+            "corrupt.clean_text.sources={a.txt:{variants:2}}",
+            "corrupt.clean_text.sources: a.txt is a new entry of this mapping; write ++corrupt.clean_text.sources=",
+        ),
     ],
-    ids=["unknown-key", "appended-key", "unknown-section", "bad-value", "unknown-option", "unparsable"],
+    ids=["unknown-key", "appended-key", "unknown-section", "bad-value", "unknown-option", "unparsable", "new-entry"],
 )
 def test_bad_override_is_one_line_and_leaves_params_unchanged(
     override: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -305,17 +305,24 @@ def compose(overrides: list[str] | None = None, output: str | Path = PARAMS_FILE
             config = hydra_compose(config_name="config", overrides=overrides)
         OmegaConf.resolve(config)
     except HydraException as error:
-        raise UnleetError(_override_error(str(error), overrides)) from None
+        raise UnleetError(_override_error(str(error), overrides, getattr(error.__cause__, "full_key", ""))) from None
     validate(config)
     output = Path(output)
     io.write_text(output, OmegaConf.to_yaml(config))
     return output
 
 
-def _override_error(message: str, overrides: list[str]) -> str:
-    """One line for Hydra's multi-line composition errors, naming the key or option and what is valid."""
+def _override_error(message: str, overrides: list[str], failed_key: str = "") -> str:
+    """One line for Hydra's multi-line composition errors, naming the key or option and what is valid.
+
+    `failed_key` is the key OmegaConf refused: below the overridden one when a mapping such as
+    `corrupt.clean_text.sources` gets an entry it lacks, which a plain `key=` cannot add and `++key=` can.
+    """
     if match := re.search(r"Could not override '([^']+)'", message):
         key = match.group(1)
+        if failed_key.startswith(f"{key}."):
+            entry = failed_key.removeprefix(f"{key}.")
+            return f"{key}: {entry} is a new entry of this mapping; write ++{key}=... to add entries"
         if key in schema_keys():
             return f"{key}: no value in {CONF_DIR}/ for the chosen option; set it in that option's YAML file"
         return unknown_key(key)
