@@ -95,8 +95,18 @@ def test_pretrained_without_path_is_named(tmp_path: Path) -> None:
             "corrupt.clean_text.sources={a.txt:{variants:2}}",
             "corrupt.clean_text.sources: a.txt is a new entry of this mapping; write ++corrupt.clean_text.sources=",
         ),
+        ("train={lrr:1}", "train.lrr: unknown key; train has: seed, lr, batch_tokens,"),
     ],
-    ids=["unknown-key", "appended-key", "unknown-section", "bad-value", "unknown-option", "unparsable", "new-entry"],
+    ids=[
+        "unknown-key",
+        "appended-key",
+        "unknown-section",
+        "bad-value",
+        "unknown-option",
+        "unparsable",
+        "new-entry",
+        "unknown-key-in-dict",
+    ],
 )
 def test_bad_override_is_one_line_and_leaves_params_unchanged(
     override: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]

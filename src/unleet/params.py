@@ -315,15 +315,19 @@ def compose(overrides: list[str] | None = None, output: str | Path = PARAMS_FILE
 def _override_error(message: str, overrides: list[str], failed_key: str = "") -> str:
     """One line for Hydra's multi-line composition errors, naming the key or option and what is valid.
 
-    `failed_key` is the key OmegaConf refused: below the overridden one when a mapping such as
-    `corrupt.clean_text.sources` gets an entry it lacks, which a plain `key=` cannot add and `++key=` can.
+    `failed_key` is the key OmegaConf refused: below the overridden one when a dict value gets an
+    entry it lacks. In a free mapping such as `corrupt.clean_text.sources` (a schema key without
+    keys of its own) a plain `key=` cannot add it and `++key=` can; in a section it is unknown.
     """
     if match := re.search(r"Could not override '([^']+)'", message):
         key = match.group(1)
+        keys = schema_keys()
         if failed_key.startswith(f"{key}."):
+            if key not in keys or any(known.startswith(f"{key}.") for known in keys):
+                return unknown_key(failed_key)
             entry = failed_key.removeprefix(f"{key}.")
             return f"{key}: {entry} is a new entry of this mapping; write ++{key}=... to add entries"
-        if key in schema_keys():
+        if key in keys:
             return f"{key}: no value in {CONF_DIR}/ for the chosen option; set it in that option's YAML file"
         return unknown_key(key)
     if match := re.search(r"Could not find '([^']+)/([^'/]+)'", message):
