@@ -28,6 +28,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from tests.conftest import copy_project, tool_environment  # noqa: E402  (needs the repository on sys.path)
+from unleet import textmetrics  # noqa: E402
 
 SHARED = REPO_ROOT.parent / "shared" / "data"
 CHALLENGE_GOAL = 0.755  # the lexicon's challenge accuracy when this goal was set
@@ -39,19 +40,33 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def table(rows: list[dict[str, str]], key: str) -> tuple[list[str], list[str]]:
-    """Markdown rows of model, lexicon and copy per group, and the groups where the model does not beat both."""
-    lines = [f"| {key} | examples | model | lexicon | copy | Δ best baseline |", "|---|---:|---:|---:|---:|---:|"]
-    behind = []
+def table(rows: list[dict[str, str]], key: str) -> tuple[list[str], dict[str, str]]:
+    """Markdown rows of model, lexicon and copy per group, with the examples only the model or only the
+    better baseline gets right and the sign test's p on them; and the groups where the model does
+    not beat both, each with those figures in words."""
+    lines = [
+        f"| {key} | examples | model | lexicon | copy | Δ best baseline | right only by model / by best baseline | p |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    behind = {}
     for row in rows:
         model, lexicon, copy = (float(row[column]) for column in ("accuracy", "baseline_accuracy", "copy_accuracy"))
+        best = "lexicon" if lexicon >= copy else "copy"
+        wins, losses = int(row[f"wins_over_{best}"]), int(row[f"losses_to_{best}"])
+        p = textmetrics.sign_test(wins, losses)
         if model <= max(lexicon, copy):
-            behind.append(row[key])
+            behind[row[key]] = f"{wins} right only by the model, {losses} only by the {best}, sign test p = {p:.2g}"
         lines.append(
             f"| {row[key]} | {row['examples']} | {model:.1%} | {lexicon:.1%} | {copy:.1%} | "
-            f"{model - max(lexicon, copy):+.1%} |"
+            f"{model - max(lexicon, copy):+.1%} | {wins} / {losses} | {p:.2g} |"
         )
     return lines, behind
+
+
+def with_interval(correct: int, total: int) -> str:
+    """`75.5% (117 of 155; 95% interval 68.1 to 81.6%)`: an accuracy with the room chance leaves it."""
+    low, high = textmetrics.wilson_interval(correct, total)
+    return f"{correct / total:.1%} ({correct} of {total}; 95% interval {low:.1%} to {high:.1%})"
 
 
 def yes(holds: bool) -> str:
@@ -68,10 +83,12 @@ def summary(root: Path, minutes: float, challenge_goal: float) -> str:
     intensities = read_csv(root / "metrics/eval_intensity.csv")
     categories = read_csv(root / "metrics/eval_challenge.csv")
     intensity_lines, behind = table(intensities, "intensity")
-    behind = [name for name in behind if name != "clean"]  # copy is right on all clean text: the goal below
+    behind.pop("clean", None)  # copy is right on all clean text: the goal below
     category_lines, _ = table(categories, "category")
-    clean = [float(row["accuracy"]) for row in intensities if row["intensity"] == "clean"]
-    clean += [float(row["accuracy"]) for row in categories if row["category"] == "clean text"]
+    clean = [row for row in intensities if row["intensity"] == "clean"]
+    clean += [row for row in categories if row["category"] == "clean text"]
+    passed = [(round(float(row["accuracy"]) * int(row["examples"])), int(row["examples"])) for row in clean]
+    challenge_right = round(challenge["accuracy"] * challenge["examples"])
     lines = [
         f"comments per split: train {corrupt['train']['comments']}, validation {corrupt['validation']['comments']}, "
         f"test {corrupt['test']['comments']}; examples: train {corrupt['train']['examples']} "
@@ -91,10 +108,12 @@ def summary(root: Path, minutes: float, challenge_goal: float) -> str:
         *category_lines,
         "",
         f"goal, model beats the lexicon and the copy baseline at every intensity but clean: {yes(not behind)}"
-        + (f" (not on {', '.join(behind)})" if behind else ""),
-        f"goal, challenge accuracy >= {challenge_goal:.1%}: {yes(challenge['accuracy'] >= challenge_goal)}",
+        + "".join(f"\n  not on {name}: {detail}" for name, detail in behind.items()),
+        f"goal, challenge accuracy >= {challenge_goal:.1%}: {yes(challenge['accuracy'] >= challenge_goal)}, "
+        f"{with_interval(challenge_right, challenge['examples'])}",
         f"goal, clean text passed through >= {CLEAN_GOAL:.0%} (test clean, challenge clean): "
-        f"{yes(bool(clean) and min(clean) >= CLEAN_GOAL)}",
+        f"{yes(bool(passed) and min(right / total for right, total in passed) >= CLEAN_GOAL)}, "
+        + ", ".join(with_interval(right, total) for right, total in passed),
     ]
     return "\n".join(lines)
 

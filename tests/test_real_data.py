@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from unleet import textmetrics
+
 from .conftest import REPO_ROOT, tool_environment
 
 TINY = [
@@ -74,23 +76,32 @@ def test_real_data_benchmark_prints_model_and_baseline_per_group(reddit_data: Pa
     intensities = rows(run / "metrics/eval_intensity.csv")
     assert "natural" in {row["intensity"] for row in intensities} <= {"natural", "clean", "light", "medium", "heavy"}
     systems = ("accuracy", "baseline_accuracy", "copy_accuracy")
-    for row in intensities:
+    categories = rows(run / "metrics/eval_challenge.csv")
+    behind = []
+    for row in intensities + categories:
+        group = row.get("intensity", row.get("category"))
         model, lexicon, copy = (float(row[column]) for column in systems)
-        line = f"| {row['intensity']} | {row['examples']} | {model:.1%} | {lexicon:.1%} | {copy:.1%} |"
+        examples = int(row["examples"])
+        for baseline, accuracy in (("lexicon", lexicon), ("copy", copy)):
+            wins, losses = int(row[f"wins_over_{baseline}"]), int(row[f"losses_to_{baseline}"])
+            assert round(model * examples) - round(accuracy * examples) == wins - losses, (group, baseline)
+        best = "lexicon" if lexicon >= copy else "copy"
+        wins, losses = int(row[f"wins_over_{best}"]), int(row[f"losses_to_{best}"])
+        line = (
+            f"| {group} | {examples} | {model:.1%} | {lexicon:.1%} | {copy:.1%} | {model - max(lexicon, copy):+.1%} "
+            f"| {wins} / {losses} | {textmetrics.sign_test(wins, losses):.2g} |"
+        )
         assert line in result.stdout
-    for row in rows(run / "metrics/eval_challenge.csv"):
-        model, lexicon, copy = (float(row[column]) for column in systems)
-        line = f"| {row['category']} | {row['examples']} | {model:.1%} | {lexicon:.1%} | {copy:.1%} |"
-        assert line in result.stdout
-        if row["category"] == "clean text":
+        if group == "clean text":
             assert copy == 1.0  # clean cases are their own answer
-    behind = [
-        row["intensity"]
-        for row in intensities
-        if row["intensity"] != "clean" and float(row["accuracy"]) <= max(float(row[c]) for c in systems[1:])
-    ]
-    verdict = f"no (not on {', '.join(behind)})" if behind else "yes"
+        if "intensity" in row and group != "clean" and model <= max(lexicon, copy):
+            behind.append(f"\n  not on {group}: {wins} right only by the model, {losses} only by the {best}")
+    verdict = "no" if behind else "yes"
     assert f"beats the lexicon and the copy baseline at every intensity but clean: {verdict}\n" in result.stdout
+    assert all(detail in result.stdout for detail in behind)
+    challenge = json.loads((run / "metrics/eval.json").read_text())["challenge"]
+    right = round(challenge["accuracy"] * challenge["examples"])
+    assert f"{right} of {challenge['examples']}; 95% interval " in result.stdout
 
 
 def test_real_data_benchmark_names_missing_data(tmp_path: Path) -> None:

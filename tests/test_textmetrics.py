@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 from collections import Counter
 
@@ -106,3 +107,33 @@ def test_challenge_set_covers_every_category() -> None:
     assert min(counts.values()) >= 10
     clean = [case for case in cases if case["category"] == "clean text"]
     assert all(case["input"] == case["expected"] for case in clean)
+
+
+def test_disagreements_count_only_the_examples_one_system_gets_right() -> None:
+    targets = ["I don't know.", "See you later.", "Good game.", "Too late."]
+    first = ["i don't know", "see you l8r", "Good game", "2 late"]
+    second = ["I dont know.", "See you later.", "good game!", "Two late."]
+    assert textmetrics.disagreements(first, second, targets) == (1, 1)
+    assert textmetrics.disagreements(first, first, targets) == (0, 0)
+
+
+def test_sign_test_is_the_exact_two_sided_binomial_tail() -> None:
+    assert textmetrics.sign_test(0, 0) == 1.0
+    assert textmetrics.sign_test(10, 0) == textmetrics.sign_test(0, 10) == 2 / 2**10
+    for wins, losses in [(16, 21), (3, 9), (40, 25)]:
+        total = wins + losses
+        chances = [math.comb(total, k) / 2**total for k in range(total + 1)]
+        observed = chances[wins]
+        expected = sum(chance for chance in chances if chance <= observed * (1 + 1e-9))
+        assert textmetrics.sign_test(wins, losses) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("correct, total", [(117, 155), (531, 554), (3, 10)])
+def test_wilson_interval_ends_where_the_score_test_just_rejects(correct: int, total: int) -> None:
+    low, high = textmetrics.wilson_interval(correct, total)
+    share = correct / total
+    assert low < share < high
+    for end in (low, high):
+        assert (share - end) ** 2 == pytest.approx(1.96**2 * end * (1 - end) / total)
+    assert textmetrics.wilson_interval(0, 10)[0] == 0.0
+    assert textmetrics.wilson_interval(10, 10)[1] == 1.0

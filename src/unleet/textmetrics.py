@@ -8,6 +8,7 @@ are exactly the edits the decoder exists to make. `lenient_accuracy` drops apost
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from collections.abc import Iterable
@@ -39,6 +40,37 @@ def lenient_accuracy(predictions: list[str], targets: list[str]) -> float:
 
 def exact_match(predictions: list[str], targets: list[str]) -> float:
     return _mean(p.strip() == t.strip() for p, t in zip(predictions, targets, strict=True))
+
+
+def disagreements(first: list[str], second: list[str], targets: list[str]) -> tuple[int, int]:
+    """How many targets only `first` gets right, and how many only `second` does: the examples that
+    decide which of two systems is better on the same inputs (both right or both wrong tell nothing)."""
+    first_only = second_only = 0
+    for a, b, target in zip(first, second, targets, strict=True):
+        wanted = normalise(target)
+        a_right, b_right = normalise(a) == wanted, normalise(b) == wanted
+        first_only += a_right and not b_right
+        second_only += b_right and not a_right
+    return first_only, second_only
+
+
+def sign_test(wins: int, losses: int) -> float:
+    """Two-sided exact sign test (McNemar's, on `disagreements`): the chance that two equally good
+    systems split their disagreements at least this unevenly."""
+    total = wins + losses
+    tail = sum(math.comb(total, k) for k in range(min(wins, losses) + 1)) / 2**total
+    return min(1.0, 2 * tail)
+
+
+def wilson_interval(correct: int, total: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% Wilson score interval of an accuracy of `correct` in `total`: how far a small test
+    set's figure moves by chance alone."""
+    if not total:
+        return 0.0, 1.0
+    share = correct / total
+    centre = (share + z * z / (2 * total)) / (1 + z * z / total)
+    spread = z * math.sqrt(share * (1 - share) / total + z * z / (4 * total * total)) / (1 + z * z / total)
+    return max(0.0, centre - spread), min(1.0, centre + spread)
 
 
 def edit_distance(a: str, b: str) -> int:

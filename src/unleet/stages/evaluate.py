@@ -44,12 +44,15 @@ CHALLENGE = Path("data/challenge/challenge.jsonl")
 CHALLENGE_TABLE = Path("metrics/eval_challenge.csv")
 CHALLENGE_PREDICTIONS = Path("metrics/challenge_predictions.jsonl")
 SYSTEMS = {"model": "", "lexicon": "baseline_", "copy": "copy_"}  # each system's prefix on its figures
+BASELINES = ("lexicon", "copy")
 
 
 def grouped_accuracy(
     name: str, groups: list[str], outputs: dict[str, list[str]], targets: list[str]
 ) -> list[dict[str, Any]]:
-    """Accuracy of each system (model, lexicon, copy) per group (an intensity, a challenge category)."""
+    """Accuracy of each system (model, lexicon, copy) per group (an intensity, a challenge category),
+    and against each baseline the examples only the model gets right (`wins_over_*`) and only the
+    baseline does (`losses_to_*`): a difference of a few answers means little without them."""
     members: dict[str, list[int]] = defaultdict(list)
     for index, group in enumerate(groups):
         members[group].append(index)
@@ -59,6 +62,10 @@ def grouped_accuracy(
         row: dict[str, Any] = {name: group, "examples": len(indices)}
         for system, prefix in SYSTEMS.items():
             row[f"{prefix}accuracy"] = round(textmetrics.accuracy([outputs[system][i] for i in indices], wanted), 4)
+        model = [outputs["model"][i] for i in indices]
+        for baseline in BASELINES:
+            wins, losses = textmetrics.disagreements(model, [outputs[baseline][i] for i in indices], wanted)
+            row[f"wins_over_{baseline}"], row[f"losses_to_{baseline}"] = wins, losses
         rows.append(row)
     return rows
 
@@ -77,7 +84,7 @@ def baseline_scores(outputs: dict[str, list[str]], targets: list[str]) -> dict[s
     """`baseline_*` (lexicon) and `copy_*` (the input unchanged) figures, named like the model's."""
     figures = {}
     for system, prefix in SYSTEMS.items():
-        if system != "model":
+        if system in BASELINES:
             figures[f"{prefix}accuracy"] = round(textmetrics.accuracy(outputs[system], targets), 4)
             figures[f"{prefix}chrf"] = round(textmetrics.chrf(outputs[system], targets), 2)
     return figures
