@@ -266,3 +266,25 @@ def test_stage_keeps_evaluation_texts_out_of_extra_text(workdir: Path) -> None:
         "skipped_held_out": 2,
         "sources": {"corpus.txt": {"texts": 2, "variants": 2}},
     }
+
+
+def test_join_makes_longer_texts_of_consecutive_ones_and_refuses_less_than_one(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus.txt"
+    lines = [f"Sentence number {i} of the corpus." for i in range(40)]
+    corpus.write_text("\n".join(lines) + "\n")
+    sources, counts = cleantext.gather(clean_text_params(corpus, join=3), held_out=[], known=[], seed=1)
+    texts = sources[0].texts
+    assert " ".join(texts) == " ".join(lines), "every line once, in order"
+    sizes = [text.count("Sentence") for text in texts]
+    assert set(sizes) == {1, 2, 3}
+    assert counts["sources"] == {"corpus.txt": {"texts": len(texts), "variants": 2, "lines": 40}}
+    assert counts["pairs"] == 2 * len(texts)
+    again, _ = cleantext.gather(clean_text_params(corpus, join=3), held_out=[], known=[], seed=1)
+    assert again[0].texts == texts
+
+    alone, _ = cleantext.gather(clean_text_params(corpus, sources={"*": CleanTextSource(join=1)}, join=3), [], [])
+    assert alone[0].texts == lines
+    with pytest.raises(UnleetError, match=r"corrupt\.clean_text\.join: 0 must be at least 1"):
+        cleantext.gather(clean_text_params(corpus, join=0), [], [])
+    with pytest.raises(UnleetError, match=r"corrupt\.clean_text\.sources\.\*\.join: -1 must be at least 1"):
+        cleantext.gather(clean_text_params(corpus, sources={"*": CleanTextSource(join=-1)}), [], [])

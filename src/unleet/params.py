@@ -97,17 +97,20 @@ class SplitShares:
 
 @dataclass
 class CleanTextSource:
-    """How much of one clean-text source to use: a seeded sample of `limit` texts, `variants` pairs each."""
+    """How much of one clean-text source to use: a seeded sample of `limit` texts, `variants` pairs each,
+    consecutive texts joined `join` at most into one."""
 
     limit: int | None = None
     variants: int | None = None
+    join: int | None = None
 
 
 @dataclass
 class CleanTextParams:
     """Extra clean texts for synthetic pairs (see `unleet.cleantext`); `path` is a DVC dependency.
 
-    `limit` and `variants` apply to every source that `sources` (globs under `path`, or `dataset`) does not set.
+    `limit`, `variants` and `join` apply to every source that `sources` (globs under `path`, or `dataset`)
+    does not set.
     """
 
     path: str = MISSING
@@ -121,6 +124,7 @@ class CleanTextParams:
     max_chars: int = MISSING
     limit: int | None = None
     variants: int = MISSING
+    join: int = 1
     sources: dict[str, CleanTextSource] = dataclasses.field(default_factory=dict)  # `field` is a key here
 
 
