@@ -285,6 +285,6 @@ def test_join_makes_longer_texts_of_consecutive_ones_and_refuses_less_than_one(t
     alone, _ = cleantext.gather(clean_text_params(corpus, sources={"*": CleanTextSource(join=1)}, join=3), [], [])
     assert alone[0].texts == lines
     with pytest.raises(UnleetError, match=r"corrupt\.clean_text\.join: 0 must be at least 1"):
-        cleantext.gather(clean_text_params(corpus, join=0), [], [])
+        corrupt.validate(make_params(clean_text=clean_text_params(corpus, join=0)))
     with pytest.raises(UnleetError, match=r"corrupt\.clean_text\.sources\.\*\.join: -1 must be at least 1"):
-        cleantext.gather(clean_text_params(corpus, sources={"*": CleanTextSource(join=-1)}), [], [])
+        corrupt.validate(make_params(clean_text=clean_text_params(corpus, sources={"*": CleanTextSource(join=-1)})))

@@ -125,9 +125,6 @@ def gather(
         limit = setting.limit if setting and setting.limit is not None else params.limit
         variants = setting.variants if setting and setting.variants is not None else params.variants
         join = setting.join if setting and setting.join is not None else params.join
-        if join < 1:
-            where = f"sources.{name}.join" if setting and setting.join is not None else "join"
-            raise UnleetError(f"corrupt.clean_text.{where}: {join} must be at least 1 (texts joined into one)")
         kept: list[str] = []
         for text in stream:
             if name == DATASET_SOURCE and limit is not None and len(kept) >= limit:

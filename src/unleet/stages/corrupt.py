@@ -162,6 +162,13 @@ def validate(params: CorruptParams) -> None:
         raise UnleetError("corrupt.splits: train + validation + test must sum to 1")
     if not 0 <= params.preserve_share <= 1:
         raise UnleetError("corrupt.preserve_share: must lie in [0, 1]")
+    clean_text = params.clean_text
+    joins = {"join": clean_text.join} | {
+        f"sources.{glob}.join": source.join for glob, source in clean_text.sources.items() if source.join is not None
+    }
+    for key, join in joins.items():
+        if join < 1:
+            raise UnleetError(f"corrupt.clean_text.{key}: {join} must be at least 1 (texts joined into one)")
 
 
 def assign(pairs: list[dict[str, str]], params: CorruptParams) -> dict[str, list[dict[str, str]]]:
