@@ -28,6 +28,10 @@ from unleet.stages import translate
         ("The ending was great.", "The ending was great."),
         ("my 1440p monitor runs at 144hz", "My 1440p monitor runs at 144hz."),  # units are not leet
         ("it was 10GB on win10", "It was 10GB on win10."),
+        (
+            "my g502 and the 7950xt, call 1800collect",
+            "My g502 and the 7950xt, call 1800collect.",
+        ),  # digit runs name things
         ("th3 m0v13 w45 b0r1ng", "The movie was boring."),  # short letter-digit words still are
         ("ask /u/pauly1337 on r/l33t, gr8 guy", "Ask /u/pauly1337 on r/l33t, great guy."),  # names are not leet
         ("c https://example.com/l33t", "See https://example.com/l33t."),

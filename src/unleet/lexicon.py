@@ -50,6 +50,9 @@ NUMBER_SUFFIXES = "%|k|m|x|p|st|nd|rd|th|s|gb|mb|tb|kb|hz|ghz|fps|ms|hp|km|kg|mm
 NUMBER = re.compile(rf"^[$€£]?\d+([.,:/xv-]\d+)*({NUMBER_SUFFIXES})?$")
 # Three letters or more, then two digits or more, name a version or a model (`win10`, `gtx1080`), not leet.
 MODEL_NAME = re.compile(r"^[a-z]{3,}\d{2,}$")
+# Three digits in a row are a number inside a name (`g502`, `7950xt`, `1800collect`), not leet: a
+# leet word has at most two (`l33t`, `gr34t`); decoding them wrote `gso2`, `tgsoxt`, `iboocollect`.
+DIGIT_RUN = re.compile(r"\d{3,}")
 # Reddit users and subreddits, and web addresses: names, whatever digits they hold.
 REFERENCE = re.compile(r"^(/?[ur]/[\w-]+|https?://\S+|www\.\S+)$", re.IGNORECASE)
 WORD_EDGE = re.compile(r"^([\"'(\[]*)(.*?)([.,!?;:\"')\]]*)$")
@@ -350,7 +353,13 @@ class Normaliser:
         lower = core.lower()
         if lower in self.table:
             return self.table[lower]
-        if NUMBER.match(lower) or MODEL_NAME.match(lower) or REFERENCE.match(core) or not core:
+        if (
+            NUMBER.match(lower)
+            or MODEL_NAME.match(lower)
+            or DIGIT_RUN.search(core)
+            or REFERENCE.match(core)
+            or not core
+        ):
             return core
         if any(symbol in core for symbol in LEET_CHARS) or any(s in core for s, _ in LEET_SEQUENCES):
             decoded = _decode_leet(lower)
