@@ -113,8 +113,11 @@ def test_disagreements_count_only_the_examples_one_system_gets_right() -> None:
     targets = ["I don't know.", "See you later.", "Good game.", "Too late."]
     first = ["i don't know", "see you l8r", "Good game", "2 late"]
     second = ["I dont know.", "See you later.", "good game!", "Two late."]
-    assert textmetrics.disagreements(first, second, targets) == (1, 1)
-    assert textmetrics.disagreements(first, first, targets) == (0, 0)
+    first_right, second_right = textmetrics.correct(first, targets), textmetrics.correct(second, targets)
+    assert first_right == [True, False, True, False]
+    assert second_right == [False, True, True, False]
+    assert textmetrics.disagreements(first_right, second_right) == (1, 1)
+    assert textmetrics.disagreements(first_right, first_right) == (0, 0)
 
 
 def test_sign_test_is_the_exact_two_sided_binomial_tail() -> None:

@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from unleet import io
 from unleet.errors import UnleetError
@@ -121,10 +122,7 @@ def gather(
     sources: list[Source] = []
     lines: dict[str, int] = {}
     for name, stream in streams.items():
-        setting = params.sources.get(name)
-        limit = setting.limit if setting and setting.limit is not None else params.limit
-        variants = setting.variants if setting and setting.variants is not None else params.variants
-        join = setting.join if setting and setting.join is not None else params.join
+        limit, variants, join = (source_setting(params, name, key) for key in ("limit", "variants", "join"))
         kept: list[str] = []
         for text in stream:
             if name == DATASET_SOURCE and limit is not None and len(kept) >= limit:
@@ -156,6 +154,13 @@ def gather(
         },
     }
     return sources, summary
+
+
+def source_setting(params: CleanTextParams, name: str, key: str) -> Any:
+    """A source's own `key` (limit, variants, join) where `sources` sets it, else the global one."""
+    own = params.sources.get(name)
+    value = getattr(own, key) if own is not None else None
+    return getattr(params, key) if value is None else value
 
 
 def joined(texts: list[str], join: int, rng: random.Random) -> list[str]:

@@ -30,8 +30,13 @@ def lenient(text: str) -> str:
     return " ".join(PUNCTUATION.sub("", text.casefold()).split())
 
 
+def correct(predictions: list[str], targets: list[str]) -> list[bool]:
+    """Per example, whether the prediction matches its target by `accuracy`'s rule."""
+    return [normalise(p) == normalise(t) for p, t in zip(predictions, targets, strict=True)]
+
+
 def accuracy(predictions: list[str], targets: list[str]) -> float:
-    return _mean(normalise(p) == normalise(t) for p, t in zip(predictions, targets, strict=True))
+    return _mean(correct(predictions, targets))
 
 
 def lenient_accuracy(predictions: list[str], targets: list[str]) -> float:
@@ -42,15 +47,12 @@ def exact_match(predictions: list[str], targets: list[str]) -> float:
     return _mean(p.strip() == t.strip() for p, t in zip(predictions, targets, strict=True))
 
 
-def disagreements(first: list[str], second: list[str], targets: list[str]) -> tuple[int, int]:
-    """How many targets only `first` gets right, and how many only `second` does: the examples that
-    decide which of two systems is better on the same inputs (both right or both wrong tell nothing)."""
-    first_only = second_only = 0
-    for a, b, target in zip(first, second, targets, strict=True):
-        wanted = normalise(target)
-        a_right, b_right = normalise(a) == wanted, normalise(b) == wanted
-        first_only += a_right and not b_right
-        second_only += b_right and not a_right
+def disagreements(first: list[bool], second: list[bool]) -> tuple[int, int]:
+    """Given two systems' `correct` flags on the same examples, how many only `first` gets right and
+    how many only `second` does: the examples that decide which is better (both right or both wrong
+    tell nothing)."""
+    first_only = sum(a and not b for a, b in zip(first, second, strict=True))
+    second_only = sum(b and not a for a, b in zip(first, second, strict=True))
     return first_only, second_only
 
 

@@ -56,15 +56,15 @@ def grouped_accuracy(
     members: dict[str, list[int]] = defaultdict(list)
     for index, group in enumerate(groups):
         members[group].append(index)
+    right = {system: textmetrics.correct(outputs[system], targets) for system in SYSTEMS}
     rows = []
     for group, indices in sorted(members.items()):
-        wanted = [targets[i] for i in indices]
         row: dict[str, Any] = {name: group, "examples": len(indices)}
+        flags = {system: [right[system][i] for i in indices] for system in SYSTEMS}
         for system, prefix in SYSTEMS.items():
-            row[f"{prefix}accuracy"] = round(textmetrics.accuracy([outputs[system][i] for i in indices], wanted), 4)
-        model = [outputs["model"][i] for i in indices]
+            row[f"{prefix}accuracy"] = round(sum(flags[system]) / len(indices), 4)
         for baseline in BASELINES:
-            wins, losses = textmetrics.disagreements(model, [outputs[baseline][i] for i in indices], wanted)
+            wins, losses = textmetrics.disagreements(flags["model"], flags[baseline])
             row[f"wins_over_{baseline}"], row[f"losses_to_{baseline}"] = wins, losses
         rows.append(row)
     return rows
