@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import torch
 import yaml
+from accelerate import Accelerator
 from datasets import load_from_disk
 from peft import PeftModel
 from safetensors.torch import load_file
@@ -27,7 +28,7 @@ from unleet.batching import FixedShapeCollator, LengthBuckets, bucket_edges
 from unleet.cli import main as cli
 from unleet.modeling import build_model
 from unleet.params import ModelParams
-from unleet.stages.train import MODEL_DIR, lengths
+from unleet.stages.train import MODEL_DIR, build_training, lengths, load_data
 
 from .conftest import REPO_ROOT, clone, copy_project, save_tiny_t5, tool_environment
 
@@ -226,6 +227,17 @@ def test_two_processes_under_accelerate_launch(tokenized: Path, tmp_path: Path) 
     losses = [float(row[1]) for row in curve]
     assert losses[-1] < losses[0], losses
     AutoModelForSeq2SeqLM.from_pretrained(root / "models/trained")
+
+
+def test_optimizer_takes_its_learning_rate_decay_and_second_moment_from_params(
+    tokenized: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(clone(tokenized, tmp_path / "optimizer"))
+    params_module.compose(["experiment=smoke", "train.lr=0.003", "train.weight_decay=0.05", "train.beta2=0.95"])
+    params = params_module.load()
+    _, optimizer, _, _ = build_training(params, load_data(params.train), Accelerator(cpu=True))
+    group = optimizer.param_groups[0]
+    assert (group["initial_lr"], group["weight_decay"], group["betas"]) == (0.003, 0.05, (0.9, 0.95))
 
 
 def test_lora_needs_a_pretrained_model(

@@ -182,6 +182,7 @@ class TrainParams:
     max_steps: int = MISSING
     warmup_steps: int = MISSING
     weight_decay: float = MISSING
+    beta2: float = MISSING
     grad_clip: float = MISSING
     log_every: int = MISSING
     eval_every: int = MISSING

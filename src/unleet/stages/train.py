@@ -259,7 +259,9 @@ def build_training(params: Params, data: TrainingData, accelerator: Accelerator)
         model.gradient_checkpointing_enable()
     cuda = accelerator.device.type == "cuda"
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=cuda)
+    optimizer = torch.optim.AdamW(
+        trainable, lr=cfg.lr, betas=(0.9, cfg.beta2), weight_decay=cfg.weight_decay, fused=cuda
+    )
     scheduler = get_linear_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.max_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
