@@ -17,6 +17,7 @@ import pytest
 import torch
 import yaml
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from datasets import load_from_disk
 from peft import PeftModel
 from safetensors.torch import load_file
@@ -28,7 +29,7 @@ from unleet.batching import FixedShapeCollator, LengthBuckets, bucket_edges
 from unleet.cli import main as cli
 from unleet.modeling import build_model
 from unleet.params import ModelParams
-from unleet.stages.train import MODEL_DIR, build_training, lengths, load_data
+from unleet.stages.train import MODEL_DIR, batch_stream, build_training, lengths, load_data, mixed_precision
 
 from .conftest import REPO_ROOT, clone, copy_project, save_tiny_t5, tool_environment
 
@@ -238,6 +239,44 @@ def test_optimizer_takes_its_learning_rate_decay_and_second_moment_from_params(
     _, optimizer, _, _ = build_training(params, load_data(params.train), Accelerator(cpu=True))
     group = optimizer.param_groups[0]
     assert (group["initial_lr"], group["weight_decay"], group["betas"]) == (0.003, 0.05, (0.9, 0.95))
+
+
+def test_bf16_precision_autocasts_the_forward_on_cpu_and_auto_keeps_fp32(
+    tokenized: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(clone(tokenized, tmp_path / "precision"))
+    assert linear_output_dtype("auto") == torch.float32
+    assert linear_output_dtype("bf16") == torch.bfloat16
+
+
+def linear_output_dtype(precision: str) -> torch.dtype:
+    """What a linear layer of a training step outputs under `train.precision`, the weights staying
+    fp32. The accelerate state is a process-wide singleton: reset before and after."""
+    AcceleratorState._reset_state(reset_partial_state=True)
+    params_module.compose(["experiment=smoke", f"train.precision={precision}"])
+    params = params_module.load()
+    accelerator = Accelerator(cpu=True, mixed_precision=mixed_precision(params.train.precision, cuda=False))
+    data = load_data(params.train)
+    model, _, _, forward = build_training(params, data, accelerator)
+    batch = next(batch_stream(data, 0, accelerator, workers=0))
+    linear = next(module for module in model.modules() if isinstance(module, torch.nn.Linear))
+    outputs: list[torch.Tensor] = []
+    hook = linear.register_forward_hook(lambda _, __, output: outputs.append(output))
+    with accelerator.autocast():
+        forward(**batch).loss.backward()
+    hook.remove()
+    assert next(model.parameters()).dtype == torch.float32
+    AcceleratorState._reset_state(reset_partial_state=True)
+    return outputs[0].dtype
+
+
+def test_unknown_precision_is_named(
+    tokenized: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(clone(tokenized, tmp_path / "bad-precision"))
+    params_module.compose(["experiment=smoke", "train.precision=fp16"])
+    assert cli(["train"]) == 1
+    assert "train.precision: 'fp16' is not one of auto, bf16, fp32" in capsys.readouterr().err
 
 
 def test_lora_needs_a_pretrained_model(

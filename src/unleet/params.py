@@ -194,6 +194,7 @@ class TrainParams:
     loader_workers: int = MISSING
     compile: bool = MISSING
     gradient_checkpointing: bool = MISSING
+    precision: str = MISSING
 
 
 @dataclass

@@ -2,9 +2,10 @@
 
 `fit` reads top to bottom: take the next fixed-shape batch, step, and at intervals read the
 losses (the only host sync), `evaluate` on the validation split and `save_state` for a resume;
-then `summarise`. accelerate places model and data, so the same stage runs on CPU (fp32), one GPU
-(bf16 autocast) or many (`accelerate launch`, DDP). A run killed midway resumes from its last
-checkpoint and ends with the same weights, at the same step even with early stopping.
+then `summarise`. accelerate places model and data, so the same stage runs on CPU (fp32, or bf16
+autocast with `train.precision`), one GPU (bf16 autocast) or many (`accelerate launch`, DDP). A run
+killed midway resumes from its last checkpoint and ends with the same weights, at the same step
+even with early stopping.
 """
 
 from __future__ import annotations
@@ -45,14 +46,25 @@ TRAIN_CURVE = Path("metrics/train_curve.csv")
 VALIDATION_CURVE = Path("metrics/validation_curve.csv")
 
 
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
 def main(params: Params) -> None:
     cuda = torch.cuda.is_available()
-    accelerator = Accelerator(cpu=not cuda, mixed_precision="bf16" if cuda else "no")
+    accelerator = Accelerator(cpu=not cuda, mixed_precision=mixed_precision(params.train.precision, cuda))
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     set_seed(params.train.seed)
     with tracking.run("train", params, active=accelerator.is_main_process) as tracker:
         fit(params, accelerator, tracker)
+
+
+def mixed_precision(precision: str, cuda: bool) -> str:
+    """accelerate's setting for `train.precision`: `auto` is bf16 autocast on CUDA and fp32 on CPU,
+    where bf16 pays only with AMX matrix units (README "Speed"); weights and optimizer stay fp32."""
+    if precision not in PRECISIONS:
+        raise UnleetError(f"train.precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
+    return "bf16" if precision == "bf16" or (precision == "auto" and cuda) else "no"
 
 
 def fit(params: Params, accelerator: Accelerator, tracker: tracking.Tracker) -> None:
