@@ -23,13 +23,16 @@ KNOWN = {"idk tbh": "I don't know, honestly.", "gg wp": "Good game, well played.
 
 
 def memorise(pairs: dict[str, str], directory: Path) -> Path:
-    """A tiny byte-level T5 trained until greedy decoding gives every target: known inputs, known outputs."""
+    """A tiny byte-level T5 trained until greedy decoding gives every target: known inputs, known outputs.
+
+    At 1e-3 the loss falls steadily on every machine tried; at 3e-3, on a Xeon, it stalled at
+    `Good game, wel played.` (one `l` short) for all 1,500 steps."""
     tokenizer = ByT5Tokenizer()
     model = T5ForConditionalGeneration.from_pretrained(save_tiny_t5(directory, len(tokenizer)), dropout_rate=0.0)
     batch = tokenizer(list(pairs), text_target=list(pairs.values()), padding=True, return_tensors="pt")
     batch["labels"][batch["labels"] == tokenizer.pad_token_id] = -100
     inputs = tokenizer(list(pairs), return_tensors="pt", padding=True)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     for step in range(1, 1501):
         model.train()
         model(**batch).loss.backward()
