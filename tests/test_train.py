@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -241,18 +242,26 @@ def test_optimizer_takes_its_learning_rate_decay_and_second_moment_from_params(
     assert (group["initial_lr"], group["weight_decay"], group["betas"]) == (0.003, 0.05, (0.9, 0.95))
 
 
+@pytest.fixture
+def fresh_accelerator_state() -> Iterator[None]:
+    """accelerate keeps one process-wide state, fixed by the first Accelerator: reset it around a
+    test that builds accelerators with other settings, whether or not the test passes."""
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
 def test_bf16_precision_autocasts_the_forward_on_cpu_and_auto_keeps_fp32(
-    tokenized: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tokenized: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_accelerator_state: None
 ) -> None:
     monkeypatch.chdir(clone(tokenized, tmp_path / "precision"))
     assert linear_output_dtype("auto") == torch.float32
+    AcceleratorState._reset_state(reset_partial_state=True)
     assert linear_output_dtype("bf16") == torch.bfloat16
 
 
 def linear_output_dtype(precision: str) -> torch.dtype:
-    """What a linear layer of a training step outputs under `train.precision`, the weights staying
-    fp32. The accelerate state is a process-wide singleton: reset before and after."""
-    AcceleratorState._reset_state(reset_partial_state=True)
+    """What a linear layer of a training step outputs under `train.precision`, the weights staying fp32."""
     params_module.compose(["experiment=smoke", f"train.precision={precision}"])
     params = params_module.load()
     accelerator = Accelerator(cpu=True, mixed_precision=mixed_precision(params.train.precision, cuda=False))
@@ -266,26 +275,28 @@ def linear_output_dtype(precision: str) -> torch.dtype:
         forward(**batch).loss.backward()
     hook.remove()
     assert next(model.parameters()).dtype == torch.float32
-    AcceleratorState._reset_state(reset_partial_state=True)
     return outputs[0].dtype
 
 
-def test_unknown_precision_is_named(
-    tokenized: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.precision=fp16", "train.precision='fp16': unknown, expected one of auto, bf16, fp32"),
+        ("peft=lora", "set model=pretrained"),  # LoRA adapts a pretrained model
+    ],
+)
+def test_train_names_a_setting_it_cannot_run(
+    override: str,
+    message: str,
+    tokenized: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.chdir(clone(tokenized, tmp_path / "bad-precision"))
-    params_module.compose(["experiment=smoke", "train.precision=fp16"])
+    monkeypatch.chdir(clone(tokenized, tmp_path / "refused"))
+    params_module.compose(["experiment=smoke", override])
     assert cli(["train"]) == 1
-    assert "train.precision: 'fp16' is not one of auto, bf16, fp32" in capsys.readouterr().err
-
-
-def test_lora_needs_a_pretrained_model(
-    tokenized: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.chdir(clone(tokenized, tmp_path / "lora"))
-    params_module.compose(["experiment=smoke", "peft=lora"])
-    assert cli(["train"]) == 1
-    assert "set model=pretrained" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
 
 
 def logits(model: torch.nn.Module, tokenizer: Any, text: str) -> torch.Tensor:

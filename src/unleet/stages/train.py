@@ -63,7 +63,7 @@ def mixed_precision(precision: str, cuda: bool) -> str:
     """accelerate's setting for `train.precision`: `auto` is bf16 autocast on CUDA and fp32 on CPU,
     where bf16 pays only with AMX matrix units (README "Speed"); weights and optimizer stay fp32."""
     if precision not in PRECISIONS:
-        raise UnleetError(f"train.precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
+        raise UnleetError(f"train.precision={precision!r}: unknown, expected one of {', '.join(PRECISIONS)}")
     return "bf16" if precision == "bf16" or (precision == "auto" and cuda) else "no"
 
 
