@@ -14,6 +14,7 @@ from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 import unleet
 from unleet import cli, params, textmetrics
+from unleet.copying import CopyPegasusForConditionalGeneration
 from unleet.inputs import InputFormat
 from unleet.lexicon import Normaliser
 
@@ -30,6 +31,7 @@ def test_all_stages_with_sentencepiece_and_lexicon_hint(workdir: Path, capsys: p
             "tokenizer.hint=lexicon",
             "evaluate.rerank=true",
             "evaluate.copy_bias=0.5",
+            "model.copy=true",
         ]
     )
     for stage in STAGES:
@@ -41,6 +43,8 @@ def test_all_stages_with_sentencepiece_and_lexicon_hint(workdir: Path, capsys: p
     decoder = unleet.load(workdir / "models/unleet")
     assert decoder.input_format == InputFormat("lexicon", max_target_ratio=ratio)
     assert (decoder.rerank, decoder.copy_bias) == (True, 0.5)  # decodes as it was evaluated
+    assert isinstance(decoder.model, CopyPegasusForConditionalGeneration)
+    assert "copy head" in (workdir / "models/unleet/README.md").read_text()
     tokenized = load_from_disk(str(workdir / "data/tokenized/validation"))
     first = json.loads((workdir / "data/corrupted/validation.jsonl").read_text().splitlines()[0])
     source = AutoTokenizer.from_pretrained(workdir / "models/unleet").decode(tokenized[0]["input_ids"])

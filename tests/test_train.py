@@ -283,6 +283,7 @@ def linear_output_dtype(precision: str) -> torch.dtype:
     [
         ("train.precision=fp16", "train.precision='fp16': unknown, expected one of auto, bf16, fp32"),
         ("peft=lora", "set model=pretrained"),  # LoRA adapts a pretrained model
+        ("model.copy=true model.architecture=t5", "model.copy=true: the copy head is built on a fresh Pegasus"),
     ],
 )
 def test_train_names_a_setting_it_cannot_run(
@@ -294,7 +295,7 @@ def test_train_names_a_setting_it_cannot_run(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.chdir(clone(tokenized, tmp_path / "refused"))
-    params_module.compose(["experiment=smoke", override])
+    params_module.compose(["experiment=smoke", *override.split()])
     assert cli(["train"]) == 1
     assert message in capsys.readouterr().err
 

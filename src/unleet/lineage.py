@@ -122,6 +122,7 @@ def model_card(lineage: dict[str, Any]) -> str:
     source = f"`{git['commit']}`{' (uncommitted changes)' if git['dirty'] else ''}" if git["commit"] else "not in git"
     rows = ", ".join(f"{count} {name}" for name, count in lineage["rows"].items())
     data = "\n".join(f"| `{path}` | {entry['stage']} | `{entry['md5']}` |" for path, entry in lineage["data"].items())
+    copy_head = " and a copy head (`unleet.copying`, which `unleet.load` registers)" if model.get("copy") else ""
     return f"""---
 library_name: transformers
 pipeline_tag: text2text-generation
@@ -131,7 +132,8 @@ tags: [unleet, slang, leetspeak, normalisation, dvc]
 # unleet decoder
 
 Turns slang and leetspeak ("idk wh4t 2 d0 tbh") into plain English. An encoder-decoder
-(`model={model["preset"]}`, architecture {model.get("architecture", "t5")}, `peft={params["peft"]["method"]}`,
+(`model={model["preset"]}`, architecture {model.get("architecture", "t5")}{copy_head},
+`peft={params["peft"]["method"]}`,
 `tokenizer={params["tokenizer"]["kind"]}`) trained for {train["max_steps"]} steps at lr {train["lr"]}. It reads
 the input as `input_format.json` says (with `hint: lexicon`, the lexicon's reading, ` ⇐ `, then the
 text); `unleet.load` builds that from plain text:

@@ -25,6 +25,7 @@ from transformers import (
 )
 
 from unleet import io
+from unleet.copying import CopyPegasusConfig, CopyPegasusForConditionalGeneration
 from unleet.errors import UnleetError
 from unleet.params import ModelParams, PeftParams
 
@@ -34,6 +35,8 @@ MAX_POSITIONS = 1024  # Pegasus's sinusoidal table: longer than any tokenizer.ma
 
 def build_model(params: ModelParams, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
     """A fresh model sized by the preset, or `model.path` loaded when `preset: pretrained`."""
+    if params.copy and (params.preset == "pretrained" or params.architecture != "pegasus"):
+        raise UnleetError("model.copy=true: the copy head is built on a fresh Pegasus (model.architecture=pegasus)")
     if params.preset == "pretrained":
         return _load_pretrained(params, tokenizer)
     unset = [key for key in ARCHITECTURE_KEYS if getattr(params, key) is None]
@@ -81,10 +84,16 @@ def _fresh_t5(params: ModelParams, tokenizer: PreTrainedTokenizerBase) -> T5ForC
 
 
 def _fresh_pegasus(params: ModelParams, tokenizer: PreTrainedTokenizerBase) -> PegasusForConditionalGeneration:
-    """Pre-LayerNorm, sinusoidal positions, tied embeddings scaled by sqrt(d_model); heads split d_model."""
+    """Pre-LayerNorm, sinusoidal positions, tied embeddings scaled by sqrt(d_model); heads split d_model;
+    with `model.copy` a copy head mixes in copies of source tokens (`unleet.copying`)."""
     if params.d_model % params.num_heads:
         raise UnleetError(f"model.d_model={params.d_model} must be a multiple of model.num_heads={params.num_heads}")
-    config = PegasusConfig(
+    config_class, model_class = (
+        (CopyPegasusConfig, CopyPegasusForConditionalGeneration)
+        if params.copy
+        else (PegasusConfig, PegasusForConditionalGeneration)
+    )
+    config = config_class(
         d_model=params.d_model,
         encoder_ffn_dim=params.d_ff,
         decoder_ffn_dim=params.d_ff,
@@ -98,7 +107,7 @@ def _fresh_pegasus(params: ModelParams, tokenizer: PreTrainedTokenizerBase) -> P
         forced_eos_token_id=tokenizer.eos_token_id,
         **vocabulary(tokenizer),
     )
-    return PegasusForConditionalGeneration(config)
+    return model_class(config)
 
 
 def _load_pretrained(params: ModelParams, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:

@@ -160,6 +160,7 @@ class ModelParams:
     num_heads: int | None = None
     d_kv: int | None = None
     dropout: float = MISSING
+    copy: bool = False
 
 
 @dataclass
