@@ -3,11 +3,11 @@
     python benchmarks/copy_bias.py RUN_DIR                    # RUN_DIR: e.g. real_data.py --keep RUN_DIR
     python benchmarks/copy_bias.py RUN_DIR --split test --biases 0 0.5 1 2
 
-It decodes the split once with the run's trained model (greedy, as evaluate does), scores the
-three rerank candidates (its output, the input unchanged, the lexicon's reading) once, then
-replays `Decoder.choose` for every bias and prints a Markdown table next to the copy and lexicon
-baselines, with the smallest bias that passes `--clean-goal` of clean inputs through and the bias
-of best overall accuracy. Choose on `validation`; report on `test`.
+It decodes the split once with the run's trained model (with the run's `evaluate.num_beams`, as
+its evaluate stage does, or `--num-beams`), scores the three rerank candidates (its output, the
+input unchanged, the lexicon's reading) once, then replays `Decoder.choose` for every bias and
+prints a Markdown table next to the copy and lexicon baselines, with the smallest bias that passes
+`--clean-goal` of clean inputs through and the bias of best overall accuracy. Choose on `validation`; report on `test`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "src"))
@@ -61,22 +62,32 @@ def choices(table: dict[str, dict[str, float]], clean_goal: float) -> tuple[str 
     return (passing[0] if passing else None), max(rows, key=lambda row: table[row]["all"])
 
 
+def run_beams(run: Path) -> int:
+    """The run's `evaluate.num_beams`: the bias is chosen on the answers its evaluate stage reranks."""
+    path = run / "params.yaml"
+    if not path.is_file():
+        raise SystemExit(f"{path}: not found; pass --num-beams or a pipeline checkout")
+    return int(OmegaConf.load(path).evaluate.num_beams)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="a pipeline checkout with models/unleet and data/corrupted")
     parser.add_argument("--split", default="validation", choices=["validation", "test"])
     parser.add_argument("--biases", type=float, nargs="+", default=BIASES)
     parser.add_argument("--clean-goal", type=float, default=CLEAN_GOAL)
+    parser.add_argument("--num-beams", type=int, help="beams to decode with (default: the run's evaluate.num_beams)")
     args = parser.parse_args()
+    beams = args.num_beams or run_beams(args.run)
     rows = [json.loads(line) for line in (args.run / f"data/corrupted/{args.split}.jsonl").open(encoding="utf-8")]
     texts, targets = [row["input"] for row in rows], [row["target"] for row in rows]
     model = decoder.load(args.run / "models/unleet", rerank=False)
-    generated = model.decode(texts, progress=True)
+    generated = model.decode(texts, num_beams=beams, progress=True)
     candidates = model.rivals(texts, generated)
     scores = model.likelihoods(texts, candidates, progress=True)
     table = sweep(candidates, scores, texts, targets, [row["intensity"] for row in rows], tuple(args.biases))
     groups = list(next(iter(table.values())))
-    print(f"{args.split} split, {len(rows)} pairs: accuracy %\n")
+    print(f"{args.split} split, {len(rows)} pairs, {beams} beam(s): accuracy %\n")
     print("| | " + " | ".join(groups) + " |")
     print("|---|" + "---:|" * len(groups))
     for row, figures in table.items():

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
+import pytest
 import torch
 
 from .conftest import REPO_ROOT
@@ -32,3 +34,10 @@ def test_sweep_replays_choose_and_picks_the_smallest_bias_passing_clean_text() -
     assert table["copy_bias 3"] == {"all": 1 / 3, "clean": 1.0, "light": 0.0, "medium": 0.0}
     assert copy_bias.choices(table, 0.97) == ("copy_bias 0.5", "copy_bias 0.5")
     assert copy_bias.choices({row: table[row] for row in ("copy", "copy_bias 0")}, 0.97) == (None, "copy_bias 0")
+
+
+def test_bias_is_chosen_on_answers_decoded_as_the_runs_evaluate_stage_does(tmp_path: Path) -> None:
+    (tmp_path / "params.yaml").write_text("evaluate:\n  num_beams: 4\n  copy_bias: 0.5\n")
+    assert copy_bias.run_beams(tmp_path) == 4
+    with pytest.raises(SystemExit, match=r"nowhere/params\.yaml: not found"):
+        copy_bias.run_beams(tmp_path / "nowhere")
