@@ -19,12 +19,12 @@ from collections import defaultdict
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "src"))
 
-from unleet import decoder, textmetrics  # noqa: E402  (a checkout need not be installed)
+from unleet import decoder, params, textmetrics  # noqa: E402  (a checkout need not be installed)
+from unleet.errors import UnleetError  # noqa: E402
 
 BIASES = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
 CLEAN_GOAL = 0.97
@@ -64,10 +64,7 @@ def choices(table: dict[str, dict[str, float]], clean_goal: float) -> tuple[str 
 
 def run_beams(run: Path) -> int:
     """The run's `evaluate.num_beams`: the bias is chosen on the answers its evaluate stage reranks."""
-    path = run / "params.yaml"
-    if not path.is_file():
-        raise SystemExit(f"{path}: not found; pass --num-beams or a pipeline checkout")
-    return int(OmegaConf.load(path).evaluate.num_beams)
+    return params.load(run / params.PARAMS_FILE).evaluate.num_beams
 
 
 def main() -> None:
@@ -78,7 +75,10 @@ def main() -> None:
     parser.add_argument("--clean-goal", type=float, default=CLEAN_GOAL)
     parser.add_argument("--num-beams", type=int, help="beams to decode with (default: the run's evaluate.num_beams)")
     args = parser.parse_args()
-    beams = args.num_beams or run_beams(args.run)
+    try:
+        beams = args.num_beams or run_beams(args.run)
+    except UnleetError as error:
+        parser.error(f"{error} (or pass --num-beams)")
     rows = [json.loads(line) for line in (args.run / f"data/corrupted/{args.split}.jsonl").open(encoding="utf-8")]
     texts, targets = [row["input"] for row in rows], [row["target"] for row in rows]
     model = decoder.load(args.run / "models/unleet", rerank=False)

@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from unleet import params
+from unleet.errors import UnleetError
+
 from .conftest import REPO_ROOT
 
 spec = importlib.util.spec_from_file_location("copy_bias", REPO_ROOT / "benchmarks/copy_bias.py")
@@ -36,8 +39,11 @@ def test_sweep_replays_choose_and_picks_the_smallest_bias_passing_clean_text() -
     assert copy_bias.choices({row: table[row] for row in ("copy", "copy_bias 0")}, 0.97) == (None, "copy_bias 0")
 
 
-def test_bias_is_chosen_on_answers_decoded_as_the_runs_evaluate_stage_does(tmp_path: Path) -> None:
-    (tmp_path / "params.yaml").write_text("evaluate:\n  num_beams: 4\n  copy_bias: 0.5\n")
+def test_bias_is_chosen_on_answers_decoded_as_the_runs_evaluate_stage_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(REPO_ROOT)
+    params.compose(["evaluate.num_beams=4"], tmp_path / "params.yaml")
     assert copy_bias.run_beams(tmp_path) == 4
-    with pytest.raises(SystemExit, match=r"nowhere/params\.yaml: not found"):
+    with pytest.raises(UnleetError, match=r"nowhere/params\.yaml: not found"):
         copy_bias.run_beams(tmp_path / "nowhere")
