@@ -66,6 +66,14 @@ SETTINGS = {
 }
 # Digit slang the lexicon leaves to context rules (a bare 2 or 4 may be a real number there).
 DIGIT_SLANG = {"to": ["2"], "too": ["2"], "for": ["4"]}
+# Contractions whose form without the apostrophe is also a word: the lexicon cannot list them
+# (`its` is often right as written), so only the model, reading the context, can restore them,
+# and real comments drop these apostrophes as they drop the others (`its` for `it's` in 130 of the
+# 4,820 shared comments' translations).
+AMBIGUOUS_CONTRACTIONS = {
+    contraction: [contraction.replace("'", "")]
+    for contraction in ("it's", "let's", "we're", "we'll", "we'd", "i'll", "i'd", "he'll", "she'll", "she'd")
+}
 # Whole words that character leet must not produce: a bare 4 reads as "for", so "a" -> "4" would
 # teach the model that "thanks 4 coming" means "thanks a coming".
 RESERVED_WORDS = {slang for forms in DIGIT_SLANG.values() for slang in forms}
@@ -76,7 +84,7 @@ class Corrupter:
     """Turns clean text into slang and leetspeak; formal phrases come from the lexicon table."""
 
     def __init__(self, table: dict[str, str]) -> None:
-        slang_for: dict[str, list[str]] = {key: list(value) for key, value in DIGIT_SLANG.items()}
+        slang_for = {key: list(value) for key, value in (DIGIT_SLANG | AMBIGUOUS_CONTRACTIONS).items()}
         for slang, formal in table.items():
             slang_for.setdefault(formal.lower(), []).append(slang)
         self.slang_for = slang_for
