@@ -1,13 +1,15 @@
-"""Choose `evaluate.copy_bias` on held-out data: the model's accuracy per intensity for a grid of biases.
+"""Choose `evaluate.copy_bias` (and `slang_bias`) on held-out data: accuracy per intensity on a grid.
 
     python benchmarks/copy_bias.py RUN_DIR                    # RUN_DIR: e.g. real_data.py --keep RUN_DIR
     python benchmarks/copy_bias.py RUN_DIR --split test --biases 0 0.5 1 2
+    python benchmarks/copy_bias.py RUN_DIR --biases 0.5 --slang-biases 2 4 6
 
 It decodes the split once with the run's trained model (with the run's `evaluate.num_beams`, as
 its evaluate stage does, or `--num-beams`), scores the three rerank candidates (its output, the
-input unchanged, the lexicon's reading) once, then replays `Decoder.choose` for every bias and
-prints a Markdown table next to the copy and lexicon baselines, with the smallest bias that passes
-`--clean-goal` of clean inputs through and the bias of best overall accuracy. Choose on `validation`; report on `test`.
+input unchanged, the lexicon's reading) once, then replays `Decoder.choose` for every copy bias,
+alone and with each slang bias, and prints a Markdown table next to the copy and lexicon baselines,
+with the first row that passes `--clean-goal` of clean inputs through and the row of best overall
+accuracy. Choose on `validation`; report on `test`.
 """
 
 from __future__ import annotations
@@ -33,19 +35,23 @@ CLEAN_GOAL = 0.97
 def sweep(
     candidates: list[list[str]],
     scores: torch.Tensor,
-    texts: list[str],
     targets: list[str],
     groups: list[str],
     biases: tuple[float, ...],
+    slang_biases: tuple[float, ...] = (),
 ) -> dict[str, dict[str, float]]:
-    """{row: {group: accuracy}}: the copy and lexicon baselines, then the reranked model at each bias."""
+    """{row: {group: accuracy}}: the copy and lexicon baselines, then the reranked model at each copy
+    bias, alone and with each slang bias."""
     members: dict[str, list[int]] = defaultdict(list)
     for index, group in enumerate(groups):
         members[group].append(index)
         members["all"].append(index)
     answers = {"copy": candidates[1], "lexicon": candidates[2], "model alone": candidates[0]}
     for bias in biases:
-        answers[f"copy_bias {bias:g}"] = [candidates[k][i] for i, k in enumerate(decoder.picks(scores, texts, bias))]
+        for slang_bias in (None, *slang_biases):
+            row = f"copy_bias {bias:g}" + ("" if slang_bias is None else f", slang_bias {slang_bias:g}")
+            best = decoder.picks(scores, candidates, bias, slang_bias)
+            answers[row] = [candidates[k][i] for i, k in enumerate(best)]
     return {
         row: {
             group: textmetrics.accuracy([outputs[i] for i in indices], [targets[i] for i in indices])
@@ -72,6 +78,7 @@ def main() -> None:
     parser.add_argument("run", type=Path, help="a pipeline checkout with models/unleet and data/corrupted")
     parser.add_argument("--split", default="validation", choices=["validation", "test"])
     parser.add_argument("--biases", type=float, nargs="+", default=BIASES)
+    parser.add_argument("--slang-biases", type=float, nargs="*", default=[], help="evaluate.slang_bias values to add")
     parser.add_argument("--clean-goal", type=float, default=CLEAN_GOAL)
     parser.add_argument("--num-beams", type=int, help="beams to decode with (default: the run's evaluate.num_beams)")
     args = parser.parse_args()
@@ -85,7 +92,8 @@ def main() -> None:
     generated = model.decode(texts, num_beams=beams, progress=True)
     candidates = model.rivals(texts, generated)
     scores = model.likelihoods(texts, candidates, progress=True)
-    table = sweep(candidates, scores, texts, targets, [row["intensity"] for row in rows], tuple(args.biases))
+    groups = [row["intensity"] for row in rows]
+    table = sweep(candidates, scores, targets, groups, tuple(args.biases), tuple(args.slang_biases))
     groups = list(next(iter(table.values())))
     print(f"{args.split} split, {len(rows)} pairs, {beams} beam(s): accuracy %\n")
     print("| | " + " | ".join(groups) + " |")

@@ -28,7 +28,7 @@ def test_sweep_replays_choose_and_picks_the_smallest_bias_passing_clean_text() -
         ["Good game well played", "This is fine.", "You're great."],
     ]
     scores = torch.tensor([[-1.0, -2.0, -1.0], [-5.0, -3.0, -9.0], [-2.0, -4.0, -3.0]])
-    table = copy_bias.sweep(candidates, scores, texts, targets, ["light", "clean", "medium"], (0.0, 0.5, 2.0, 3.0))
+    table = copy_bias.sweep(candidates, scores, targets, ["light", "clean", "medium"], (0.0, 0.5, 2.0, 3.0))
 
     assert table["copy"] == {"all": 1 / 3, "clean": 1.0, "light": 0.0, "medium": 0.0}
     assert table["model alone"]["all"] == table["copy_bias 0"]["all"] == 2 / 3

@@ -12,7 +12,9 @@ import torch
 from transformers import ByT5Tokenizer, T5ForConditionalGeneration
 
 import unleet
+from unleet.decoder import picks, rewrites_only_slang
 from unleet.inputs import DECODE_SLACK, InputFormat
+from unleet.lexicon import Normaliser
 from unleet.modeling import build_model
 from unleet.params import ModelParams
 
@@ -167,6 +169,38 @@ def test_copy_bias_leans_towards_the_unchanged_input_by_nats_per_word(model_dir:
     result = decode("--model", str(model_dir), "--copy-bias", "-1", text)
     assert result.returncode != 0
     assert "copy bias -1.0: must be at least 0" in result.stderr.decode()
+    result = decode("--model", str(model_dir), "--rerank", "--slang-bias", "-1", text)
+    assert result.returncode != 0
+    assert "slang bias -1.0: must be at least 0" in result.stderr.decode()
+
+
+def test_slang_bias_lets_a_rewrite_of_only_listed_slang_share_the_copy_prior() -> None:
+    """A rewrite that changes only `lol` competes with the input on likelihood, less `slang_bias`
+    per slang word; one that also changes an unlisted word (`too`) stays behind the copy prior."""
+    text = "I think so too lol"
+    in_place, misread = "I think so too, laughing out loud.", "I think so two, laughing out loud."
+    candidates = [[in_place, misread], [text, text], ["I think so too laughing out loud.", misread]]
+    scores = torch.tensor([[-3.0, -3.0], [-6.0, -6.0], [-9.0, -9.0]])  # the input: 5 nats of prior at 1 a word
+
+    assert picks(scores, candidates, copy_bias=1.0) == [1, 1]
+    assert picks(scores, candidates, copy_bias=1.0, slang_bias=1.0) == [0, 1]  # -3 + 4 beats -6 + 5
+    assert picks(scores, candidates, copy_bias=1.0, slang_bias=3.0) == [0, 1]  # level: ties keep the model's
+    assert picks(scores, candidates, copy_bias=1.0, slang_bias=4.0) == [1, 1]
+
+
+@pytest.mark.parametrize(
+    ("rewrite", "only_slang"),
+    [
+        ("I think so too, laughing out loud.", True),  # case and punctuation aside
+        ("i think so too", True),  # a run of slang may become nothing
+        ("I think so too lol", True),
+        ("I think so two, laughing out loud.", False),  # an unlisted word changed
+        ("I think so so too, laughing out loud.", False),  # a word added among unlisted ones
+        ("I think, laughing out loud.", False),  # unlisted words dropped
+    ],
+)
+def test_rewrites_only_slang_keeps_every_unlisted_word_in_place(rewrite: str, only_slang: bool) -> None:
+    assert rewrites_only_slang("I think so too lol", rewrite, Normaliser()) is only_slang
 
 
 @pytest.mark.parametrize(

@@ -31,6 +31,7 @@ def test_all_stages_with_sentencepiece_and_lexicon_hint(workdir: Path, capsys: p
             "tokenizer.hint=lexicon",
             "evaluate.rerank=true",
             "evaluate.copy_bias=0.5",
+            "evaluate.slang_bias=4",
             "model.copy=true",
         ]
     )
@@ -42,7 +43,7 @@ def test_all_stages_with_sentencepiece_and_lexicon_hint(workdir: Path, capsys: p
     assert 0 < ratio < 1  # the hinted source repeats the text, so every target is shorter than its source
     decoder = unleet.load(workdir / "models/unleet")
     assert decoder.input_format == InputFormat("lexicon", max_target_ratio=ratio)
-    assert (decoder.rerank, decoder.copy_bias) == (True, 0.5)  # decodes as it was evaluated
+    assert (decoder.rerank, decoder.copy_bias, decoder.slang_bias) == (True, 0.5, 4)  # decodes as it was evaluated
     assert isinstance(decoder.model, CopyPegasusForConditionalGeneration)
     assert "copy head" in (workdir / "models/unleet/README.md").read_text()
     tokenized = load_from_disk(str(workdir / "data/tokenized/validation"))
@@ -131,9 +132,11 @@ def test_unknown_params_key_exits_nonzero_naming_it(workdir: Path, capsys: pytes
     [
         (["evaluate.copy_bias=1"], "evaluate.copy_bias: applies only when reranking"),
         (["evaluate.rerank=true", "evaluate.copy_bias=-0.5"], "evaluate.copy_bias: -0.5 must be at least 0"),
+        (["evaluate.slang_bias=2"], "evaluate.slang_bias: applies only when reranking"),
+        (["evaluate.rerank=true", "evaluate.slang_bias=-1"], "evaluate.slang_bias: -1.0 must be at least 0"),
     ],
 )
-def test_evaluate_refuses_a_copy_bias_it_cannot_use(
+def test_evaluate_refuses_a_bias_it_cannot_use(
     overrides: list[str], message: str, workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     params.compose(overrides)

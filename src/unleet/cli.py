@@ -48,6 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help="with --rerank, nats per input word added to leaving the input unchanged (default: as evaluated)",
     )
+    decode.add_argument(
+        "--slang-bias",
+        type=float,
+        help="with --rerank, let an output that rewrites only listed slang words share the copy bias, less "
+        "this many nats per slang word (default: as evaluated)",
+    )
     report = commands.add_parser(
         "report", help="Markdown + HTML report with PNG plots of a model, or of two revisions or experiments"
     )
@@ -74,7 +80,7 @@ def decode(args: argparse.Namespace) -> None:
         texts = decoder.input_lines(args.file.read_bytes(), str(args.file))
     else:
         texts = decoder.input_lines(sys.stdin.buffer.read(), "stdin")
-    model = decoder.load(args.model, rerank=args.rerank, copy_bias=args.copy_bias)
+    model = decoder.load(args.model, rerank=args.rerank, copy_bias=args.copy_bias, slang_bias=args.slang_bias)
     options = {"batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens, "num_beams": args.num_beams}
     for line in decoder.decode_lines(model, texts, **options):
         print(line)

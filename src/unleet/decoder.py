@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,10 +11,10 @@ from tqdm import tqdm
 from transformers import BatchEncoding, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import ModelOutput
 
-from unleet import io, lineage
+from unleet import io, lineage, textmetrics
 from unleet.errors import UnleetError
 from unleet.inputs import InputFormat
-from unleet.lexicon import Normaliser
+from unleet.lexicon import WORD_EDGE, Normaliser
 from unleet.modeling import load_trained
 
 DEFAULT_MAX_SOURCE_LENGTH = 256
@@ -28,7 +29,8 @@ class Decoder:
     search commits to a token early and cannot take it back, so a small model often rewrites a word
     it would itself rather have copied. `copy_bias` (nats per word of the input) adds to the
     unchanged text's score a prior that a word needs no change: training corrupts most words, real
-    text leaves most alone, so the model's likelihoods undervalue copying.
+    text leaves most alone, so the model's likelihoods undervalue copying. With `slang_bias`, a rival
+    that rewrites only the words the lexicon lists as slang shares that prior (`picks`).
     """
 
     def __init__(
@@ -39,12 +41,15 @@ class Decoder:
         input_format: InputFormat | None = None,
         rerank: bool = False,
         copy_bias: float = 0.0,
+        slang_bias: float | None = None,
     ) -> None:
         if copy_bias < 0:
             raise UnleetError(f"copy bias {copy_bias}: must be at least 0 (nats per word of the input)")
+        if slang_bias is not None and slang_bias < 0:
+            raise UnleetError(f"slang bias {slang_bias}: must be at least 0 (nats per slang word of the input)")
         self.model, self.tokenizer, self.max_source_length = model.eval(), tokenizer, max_source_length
         self.input_format = input_format or InputFormat()
-        self.rerank, self.copy_bias = rerank, copy_bias
+        self.rerank, self.copy_bias, self.slang_bias = rerank, copy_bias, slang_bias
 
     @torch.no_grad()
     def decode(
@@ -105,7 +110,7 @@ class Decoder:
         """`choose`, given the model's sources for `texts` (already built when called from `decode`)."""
         candidates = self.rivals(texts, generated)
         scores = self.likelihoods(texts, candidates, batch_size, progress, sources)
-        best = picks(scores, texts, self.copy_bias)
+        best = picks(scores, candidates, self.copy_bias, self.slang_bias)
         return [candidates[pick][index] for index, pick in enumerate(best)]
 
     def _log_likelihood(self, batch: BatchEncoding, encoded: ModelOutput, outputs: list[str]) -> torch.Tensor:
@@ -141,12 +146,59 @@ class Decoder:
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.model.device.type == "cuda")
 
 
-def picks(scores: torch.Tensor, texts: list[str], copy_bias: float) -> list[int]:
-    """Which of `Decoder.rivals` wins for each text, given their `likelihoods`: the unchanged text's
-    score raised by `copy_bias` per word of it; argmax keeps the first of equal scores (the model's)."""
+def picks(
+    scores: torch.Tensor, candidates: list[list[str]], copy_bias: float, slang_bias: float | None = None
+) -> list[int]:
+    """Which of `Decoder.rivals` wins for each text, given their `likelihoods`; argmax keeps the first
+    of equal scores (the model's).
+
+    The unchanged text (`candidates[1]`) is raised by `copy_bias` per word of it. With `slang_bias`,
+    a rival that rewrites only words the lexicon lists (`lol`, `gonna`, `OMG`) and keeps every other
+    word in place is raised as much, less `slang_bias` per listed word of the text: without that, a
+    long comment with one `lol` keeps it, because a prior on thirty words the rewrite keeps too
+    outweighs what the model can say about the one it changes.
+    """
+    texts = candidates[1]
+    words = torch.tensor([len(text.split()) for text in texts], dtype=scores.dtype)
     biased = scores.clone()
-    biased[1] += copy_bias * torch.tensor([len(text.split()) for text in texts], dtype=scores.dtype)
+    biased[1] += copy_bias * words
+    if slang_bias is not None:
+        lexicon = Normaliser()
+        listed = torch.tensor([len(slang_words(text, lexicon)) for text in texts], dtype=scores.dtype)
+        shared = (copy_bias * words - slang_bias * listed).clamp(min=0)
+        for row in (0, 2):  # the model's output, the lexicon's reading
+            rivals = zip(texts, candidates[row], strict=True)
+            only_slang = [rewrites_only_slang(text, rival, lexicon) for text, rival in rivals]
+            biased[row] += shared * torch.tensor(only_slang, dtype=scores.dtype)
     return biased.argmax(dim=0).tolist()
+
+
+def slang_words(text: str, lexicon: Normaliser) -> list[str]:
+    """The words of `text` that the lexicon lists as slang, as written."""
+    return [word for word in text.split() if _is_listed(word, lexicon)]
+
+
+def rewrites_only_slang(text: str, rewrite: str, lexicon: Normaliser) -> bool:
+    """Whether `rewrite` keeps every word of `text` the lexicon does not list, in order and in place,
+    as accuracy compares words (case and the punctuation around them aside): only runs of listed
+    words may become other words, or none."""
+    pattern, free = [], False
+    for word in text.split():
+        compared = textmetrics.normalise(word)
+        if not compared:
+            continue
+        if not _is_listed(word, lexicon):
+            pattern.append(" " + re.escape(compared))
+            free = False
+        elif not free:
+            pattern.append(r"(?: \S+)*")
+            free = True
+    rewritten = "".join(" " + word for word in textmetrics.normalise(rewrite).split())
+    return re.fullmatch("".join(pattern), rewritten) is not None
+
+
+def _is_listed(word: str, lexicon: Normaliser) -> bool:
+    return WORD_EDGE.match(word).group(2).lower() in lexicon.table  # type: ignore[union-attr]
 
 
 def load(
@@ -154,12 +206,13 @@ def load(
     device: str | None = None,
     rerank: bool | None = None,
     copy_bias: float | None = None,
+    slang_bias: float | None = None,
 ) -> Decoder:
     """A model directory (full weights, merged LoRA, or a LoRA adapter over its base) as a Decoder.
 
-    The source truncation length, and whether to rerank and with what copy bias (unless `rerank`
-    and `copy_bias` say), come from the model's `lineage.json` when it has one: the model decodes
-    as it was evaluated.
+    The source truncation length, and whether to rerank and with what copy and slang biases (unless
+    `rerank`, `copy_bias` and `slang_bias` say), come from the model's `lineage.json` when it has one:
+    the model decodes as it was evaluated.
     """
     directory = Path(path)
     model, tokenizer = load_trained(directory)
@@ -170,7 +223,8 @@ def load(
         length, evaluated = params["tokenizer"]["max_source_length"], params["evaluate"]
     rerank = evaluated.get("rerank", False) if rerank is None else rerank
     copy_bias = evaluated.get("copy_bias", 0.0) if copy_bias is None else copy_bias
-    return Decoder(model, tokenizer, length, InputFormat.load(directory), rerank, copy_bias)
+    slang_bias = evaluated.get("slang_bias") if slang_bias is None else slang_bias
+    return Decoder(model, tokenizer, length, InputFormat.load(directory), rerank, copy_bias, slang_bias)
 
 
 def input_lines(data: bytes, name: str) -> list[str]:

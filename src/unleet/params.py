@@ -205,6 +205,7 @@ class EvaluateParams:
     num_beams: int = MISSING
     rerank: bool = MISSING
     copy_bias: float = MISSING
+    slang_bias: float | None = MISSING
     samples: int = MISSING
 
 

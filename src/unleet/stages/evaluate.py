@@ -111,11 +111,15 @@ def main(params: Params) -> None:
 
 
 def check(options: EvaluateParams) -> None:
-    """A copy bias is a reranking prior: refuse one that is negative or that nothing would use."""
+    """Copy and slang biases are reranking priors: refuse one that is negative or that nothing would use."""
     if options.copy_bias < 0:
         raise UnleetError(f"evaluate.copy_bias: {options.copy_bias} must be at least 0 (nats per input word)")
     if options.copy_bias and not options.rerank:
         raise UnleetError("evaluate.copy_bias: applies only when reranking; set evaluate.rerank=true or copy_bias 0")
+    if options.slang_bias is not None and options.slang_bias < 0:
+        raise UnleetError(f"evaluate.slang_bias: {options.slang_bias} must be at least 0 (nats per slang word)")
+    if options.slang_bias is not None and not options.rerank:
+        raise UnleetError("evaluate.slang_bias: applies only when reranking; set evaluate.rerank=true or null")
 
 
 def score(params: Params, tracker: tracking.Tracker) -> None:
@@ -124,12 +128,13 @@ def score(params: Params, tracker: tracking.Tracker) -> None:
     model, tokenizer = load_trained(TRAINED)
     model.to("cuda" if torch.cuda.is_available() else "cpu")
     length, input_format = params.tokenizer.max_source_length, InputFormat.load(TRAINED)
-    decoder = Decoder(model, tokenizer, length, input_format, copy_bias=params.evaluate.copy_bias)
+    options = params.evaluate
+    biases = {"copy_bias": options.copy_bias, "slang_bias": options.slang_bias}  # `decode` reranks, not the Decoder
+    decoder = Decoder(model, tokenizer, length, input_format, **biases)
 
     inputs = [row["input"] for row in rows]
     targets = [row["target"] for row in rows]
     started = time.perf_counter()
-    options = params.evaluate
     generated, predictions = decode(decoder, inputs, options, progress=True)
     seconds = time.perf_counter() - started
     lexicon = Normaliser()
