@@ -74,8 +74,9 @@ def test_all_stages_with_sentencepiece_and_lexicon_hint(workdir: Path, capsys: p
     assert set(metrics["copy_intensity"]) == set(metrics["baseline_intensity"]) == set(metrics["intensity"])
     validation = [json.loads(line) for line in (workdir / "data/corrupted/validation.jsonl").read_text().splitlines()]
     copy_share = textmetrics.accuracy([row["input"] for row in validation], [row["target"] for row in validation])
+    benchmark = [sys.executable, str(REPO_ROOT / "benchmarks/copy_bias.py"), str(workdir)]
     sweep = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "benchmarks/copy_bias.py"), str(workdir), "--biases", "0", "1"],
+        [*benchmark, "--biases", "0", "1", "--slang-biases", "4"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -83,6 +84,7 @@ def test_all_stages_with_sentencepiece_and_lexicon_hint(workdir: Path, capsys: p
     assert sweep.returncode == 0, sweep.stderr
     assert f"| copy | {100 * copy_share:.1f} |" in sweep.stdout
     assert "| copy_bias 0 |" in sweep.stdout and "| copy_bias 1 |" in sweep.stdout
+    assert "| copy_bias 1, slang_bias 4 |" in sweep.stdout
     assert "best overall: copy_bias" in sweep.stdout
     tokenize = json.loads((workdir / "metrics/tokenize.json").read_text())
     corrupt = json.loads((workdir / "metrics/corrupt.json").read_text())

@@ -3,8 +3,9 @@
 The baselines are the lexicon normaliser (`baseline_*`) and returning the input unchanged
 (`copy_*`): a decoder worth shipping beats both. With `evaluate.rerank` the model chooses between
 its own output and those two (`Decoder.choose`), leaning towards the unchanged input by
-`evaluate.copy_bias` nats per word; `reranked` is the share of test outputs it took from them, so
-the scoreboard says how much of the model's figure they lent it.
+`evaluate.copy_bias` nats per word (shared, less `evaluate.slang_bias` per slang word, by a rewrite
+of listed slang alone); `reranked` is the share of test outputs it took from them, so the
+scoreboard says how much of the model's figure they lent it.
 Writes `metrics/eval.json` (accuracy, which keeps apostrophes inside words; a lenient accuracy
 that drops them; exact match; CER; chrF; everything per corruption intensity and per challenge
 category), per-group tables for `dvc plots`, and sample predictions with their inputs and
