@@ -92,8 +92,8 @@ def main() -> None:
     generated = model.decode(texts, num_beams=beams, progress=True)
     candidates = model.rivals(texts, generated)
     scores = model.likelihoods(texts, candidates, progress=True)
-    groups = [row["intensity"] for row in rows]
-    table = sweep(candidates, scores, targets, groups, tuple(args.biases), tuple(args.slang_biases))
+    intensities = [row["intensity"] for row in rows]
+    table = sweep(candidates, scores, targets, intensities, tuple(args.biases), tuple(args.slang_biases))
     groups = list(next(iter(table.values())))
     print(f"{args.split} split, {len(rows)} pairs, {beams} beam(s): accuracy %\n")
     print("| | " + " | ".join(groups) + " |")

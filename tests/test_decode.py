@@ -14,7 +14,7 @@ from transformers import ByT5Tokenizer, T5ForConditionalGeneration
 import unleet
 from unleet.decoder import picks, rewrites_only_slang
 from unleet.inputs import DECODE_SLACK, InputFormat
-from unleet.lexicon import Normaliser
+from unleet.lexicon import load_table
 from unleet.modeling import build_model
 from unleet.params import ModelParams
 
@@ -200,7 +200,7 @@ def test_slang_bias_lets_a_rewrite_of_only_listed_slang_share_the_copy_prior() -
     ],
 )
 def test_rewrites_only_slang_keeps_every_unlisted_word_in_place(rewrite: str, only_slang: bool) -> None:
-    assert rewrites_only_slang("I think so too lol", rewrite, Normaliser()) is only_slang
+    assert rewrites_only_slang("I think so too lol", rewrite, load_table()) is only_slang
 
 
 @pytest.mark.parametrize(

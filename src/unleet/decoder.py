@@ -14,7 +14,7 @@ from transformers.utils import ModelOutput
 from unleet import io, lineage, textmetrics
 from unleet.errors import UnleetError
 from unleet.inputs import InputFormat
-from unleet.lexicon import WORD_EDGE, Normaliser
+from unleet.lexicon import WORD_EDGE, Normaliser, load_table
 from unleet.modeling import load_trained
 
 DEFAULT_MAX_SOURCE_LENGTH = 256
@@ -163,42 +163,45 @@ def picks(
     biased = scores.clone()
     biased[1] += copy_bias * words
     if slang_bias is not None:
-        lexicon = Normaliser()
-        listed = torch.tensor([len(slang_words(text, lexicon)) for text in texts], dtype=scores.dtype)
+        table = load_table()
+        patterns = [slang_free_pattern(text, table) for text in texts]
+        listed = torch.tensor([slang for _, slang in patterns], dtype=scores.dtype)
         shared = (copy_bias * words - slang_bias * listed).clamp(min=0)
         for row in (0, 2):  # the model's output, the lexicon's reading
-            rivals = zip(texts, candidates[row], strict=True)
-            only_slang = [rewrites_only_slang(text, rival, lexicon) for text, rival in rivals]
+            rivals = zip(patterns, candidates[row], strict=True)
+            only_slang = [_matches(pattern, rival) for (pattern, _), rival in rivals]
             biased[row] += shared * torch.tensor(only_slang, dtype=scores.dtype)
     return biased.argmax(dim=0).tolist()
 
 
-def slang_words(text: str, lexicon: Normaliser) -> list[str]:
-    """The words of `text` that the lexicon lists as slang, as written."""
-    return [word for word in text.split() if _is_listed(word, lexicon)]
-
-
-def rewrites_only_slang(text: str, rewrite: str, lexicon: Normaliser) -> bool:
-    """Whether `rewrite` keeps every word of `text` the lexicon does not list, in order and in place,
+def rewrites_only_slang(text: str, rewrite: str, table: dict[str, str]) -> bool:
+    """Whether `rewrite` keeps every word of `text` that `table` does not list, in order and in place,
     as accuracy compares words (case and the punctuation around them aside): only runs of listed
     words may become other words, or none."""
-    pattern, free = [], False
+    return _matches(slang_free_pattern(text, table)[0], rewrite)
+
+
+def slang_free_pattern(text: str, table: dict[str, str]) -> tuple[re.Pattern[str], int]:
+    """What `rewrites_only_slang` matches a rewrite of `text` against, and how many of its words
+    `table` lists: each unlisted word literally, each run of listed words as any words or none."""
+    pattern, free, listed = [], False, 0
     for word in text.split():
         compared = textmetrics.normalise(word)
+        is_listed = WORD_EDGE.match(word).group(2).lower() in table  # type: ignore[union-attr]
+        listed += is_listed
         if not compared:
             continue
-        if not _is_listed(word, lexicon):
+        if not is_listed:
             pattern.append(" " + re.escape(compared))
             free = False
         elif not free:
             pattern.append(r"(?: \S+)*")
             free = True
-    rewritten = "".join(" " + word for word in textmetrics.normalise(rewrite).split())
-    return re.fullmatch("".join(pattern), rewritten) is not None
+    return re.compile("".join(pattern)), listed
 
 
-def _is_listed(word: str, lexicon: Normaliser) -> bool:
-    return WORD_EDGE.match(word).group(2).lower() in lexicon.table  # type: ignore[union-attr]
+def _matches(pattern: re.Pattern[str], rewrite: str) -> bool:
+    return pattern.fullmatch("".join(" " + word for word in textmetrics.normalise(rewrite).split())) is not None
 
 
 def load(

@@ -130,8 +130,9 @@ def score(params: Params, tracker: tracking.Tracker) -> None:
     model.to("cuda" if torch.cuda.is_available() else "cpu")
     length, input_format = params.tokenizer.max_source_length, InputFormat.load(TRAINED)
     options = params.evaluate
-    biases = {"copy_bias": options.copy_bias, "slang_bias": options.slang_bias}  # `decode` reranks, not the Decoder
-    decoder = Decoder(model, tokenizer, length, input_format, **biases)
+    decoder = Decoder(  # not `rerank`: `decode` below reranks, keeping the model's own outputs for `reranked`
+        model, tokenizer, length, input_format, copy_bias=options.copy_bias, slang_bias=options.slang_bias
+    )
 
     inputs = [row["input"] for row in rows]
     targets = [row["target"] for row in rows]
