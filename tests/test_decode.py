@@ -147,6 +147,21 @@ def test_rerank_keeps_whichever_output_the_model_finds_most_likely(model_dir: Pa
         assert result.stdout.decode().splitlines() == [expected]
 
 
+def test_decode_takes_its_beams_from_the_decoder_or_the_cli(model_dir: Path) -> None:
+    """Without lineage a model decodes greedily; `num_beams` and `--num-beams` choose, and fewer than
+    one beam is refused by name."""
+    assert unleet.load(model_dir).num_beams == 1
+    decoder = unleet.load(model_dir, num_beams=3)
+    assert decoder.num_beams == 3
+    assert decoder.decode(["gg wp"], max_new_tokens=48) == [KNOWN["gg wp"]]
+    result = decode("--model", str(model_dir), "--num-beams", "3", "gg wp")
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.decode().splitlines() == [KNOWN["gg wp"]]
+    result = decode("--model", str(model_dir), "--num-beams", "0", "gg wp")
+    assert result.returncode != 0
+    assert "num_beams 0: must be at least 1" in result.stderr.decode()
+
+
 def test_copy_bias_leans_towards_the_unchanged_input_by_nats_per_word(model_dir: Path) -> None:
     """The input wins exactly when its log-likelihood plus `copy_bias` per word beats the model's answer."""
     decoder = unleet.load(model_dir, rerank=True)

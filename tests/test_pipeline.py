@@ -32,6 +32,7 @@ def test_all_stages_with_sentencepiece_and_lexicon_hint(workdir: Path, capsys: p
             "evaluate.rerank=true",
             "evaluate.copy_bias=0.5",
             "evaluate.slang_bias=4",
+            "evaluate.num_beams=2",
             "model.copy=true",
         ]
     )
@@ -43,7 +44,8 @@ def test_all_stages_with_sentencepiece_and_lexicon_hint(workdir: Path, capsys: p
     assert 0 < ratio < 1  # the hinted source repeats the text, so every target is shorter than its source
     decoder = unleet.load(workdir / "models/unleet")
     assert decoder.input_format == InputFormat("lexicon", max_target_ratio=ratio)
-    assert (decoder.rerank, decoder.copy_bias, decoder.slang_bias) == (True, 0.5, 4)  # decodes as it was evaluated
+    evaluated = (decoder.rerank, decoder.copy_bias, decoder.slang_bias, decoder.num_beams)
+    assert evaluated == (True, 0.5, 4, 2)  # decodes as it was evaluated
     assert isinstance(decoder.model, CopyPegasusForConditionalGeneration)
     assert "copy head" in (workdir / "models/unleet/README.md").read_text()
     tokenized = load_from_disk(str(workdir / "data/tokenized/validation"))

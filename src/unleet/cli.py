@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("--model", default="models/unleet", help="a model directory or LoRA adapter")
     decode.add_argument("--batch-size", type=int, default=64)
     decode.add_argument("--max-new-tokens", type=int, default=256)
-    decode.add_argument("--num-beams", type=int, default=1)
+    decode.add_argument("--num-beams", type=int, help="beams to decode with (default: as evaluated)")
     decode.add_argument(
         "--rerank",
         action=argparse.BooleanOptionalAction,
@@ -80,8 +80,10 @@ def decode(args: argparse.Namespace) -> None:
         texts = decoder.input_lines(args.file.read_bytes(), str(args.file))
     else:
         texts = decoder.input_lines(sys.stdin.buffer.read(), "stdin")
-    model = decoder.load(args.model, rerank=args.rerank, copy_bias=args.copy_bias, slang_bias=args.slang_bias)
-    options = {"batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens, "num_beams": args.num_beams}
+    model = decoder.load(
+        args.model, rerank=args.rerank, copy_bias=args.copy_bias, slang_bias=args.slang_bias, num_beams=args.num_beams
+    )
+    options = {"batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens}
     for line in decoder.decode_lines(model, texts, **options):
         print(line)
 

@@ -42,7 +42,10 @@ class Decoder:
         rerank: bool = False,
         copy_bias: float = 0.0,
         slang_bias: float | None = None,
+        num_beams: int = 1,
     ) -> None:
+        if num_beams < 1:
+            raise UnleetError(f"num_beams {num_beams}: must be at least 1")
         if copy_bias < 0:
             raise UnleetError(f"copy bias {copy_bias}: must be at least 0 (nats per word of the input)")
         if slang_bias is not None and slang_bias < 0:
@@ -50,6 +53,7 @@ class Decoder:
         self.model, self.tokenizer, self.max_source_length = model.eval(), tokenizer, max_source_length
         self.input_format = input_format or InputFormat()
         self.rerank, self.copy_bias, self.slang_bias = rerank, copy_bias, slang_bias
+        self.num_beams = num_beams
 
     @torch.no_grad()
     def decode(
@@ -57,10 +61,11 @@ class Decoder:
         texts: list[str],
         batch_size: int = 64,
         max_new_tokens: int = 256,
-        num_beams: int = 1,
+        num_beams: int | None = None,
         progress: bool = False,
     ) -> list[str]:
-        """One single-line output per input, in input order."""
+        """One single-line output per input, in input order; `num_beams` None: the decoder's own."""
+        num_beams = self.num_beams if num_beams is None else num_beams
         sources = self.input_format.sources(texts)
         outputs = [""] * len(texts)
         for indices, batch in self._batches(sources, batch_size, "decode", progress):
@@ -210,12 +215,14 @@ def load(
     rerank: bool | None = None,
     copy_bias: float | None = None,
     slang_bias: float | None = None,
+    num_beams: int | None = None,
 ) -> Decoder:
     """A model directory (full weights, merged LoRA, or a LoRA adapter over its base) as a Decoder.
 
-    The source truncation length, and whether to rerank and with what copy and slang biases (unless
-    `rerank`, `copy_bias` and `slang_bias` say), come from the model's `lineage.json` when it has one:
-    the model decodes as it was evaluated.
+    The source truncation length, the beams, and whether to rerank and with what copy and slang biases
+    (unless `num_beams`, `rerank`, `copy_bias` and `slang_bias` say), come from the model's
+    `lineage.json` when it has one: the model decodes as it was evaluated, since the biases were
+    chosen on the answers of that many beams.
     """
     directory = Path(path)
     model, tokenizer = load_trained(directory)
@@ -227,7 +234,8 @@ def load(
     rerank = evaluated.get("rerank", False) if rerank is None else rerank
     copy_bias = evaluated.get("copy_bias", 0.0) if copy_bias is None else copy_bias
     slang_bias = evaluated.get("slang_bias") if slang_bias is None else slang_bias
-    return Decoder(model, tokenizer, length, InputFormat.load(directory), rerank, copy_bias, slang_bias)
+    num_beams = evaluated.get("num_beams", 1) if num_beams is None else num_beams
+    return Decoder(model, tokenizer, length, InputFormat.load(directory), rerank, copy_bias, slang_bias, num_beams)
 
 
 def input_lines(data: bytes, name: str) -> list[str]:
