@@ -25,7 +25,7 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "src"))
 
-from unleet import decoder, params, textmetrics  # noqa: E402  (a checkout need not be installed)
+from unleet import decoder, textmetrics  # noqa: E402  (a checkout need not be installed)
 from unleet.errors import UnleetError  # noqa: E402
 
 BIASES = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
@@ -68,11 +68,6 @@ def choices(table: dict[str, dict[str, float]], clean_goal: float) -> tuple[str 
     return (passing[0] if passing else None), max(rows, key=lambda row: table[row]["all"])
 
 
-def run_beams(run: Path) -> int:
-    """The run's `evaluate.num_beams`: the bias is chosen on the answers its evaluate stage reranks."""
-    return params.load(run / params.PARAMS_FILE).evaluate.num_beams
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="a pipeline checkout with models/unleet and data/corrupted")
@@ -82,20 +77,19 @@ def main() -> None:
     parser.add_argument("--clean-goal", type=float, default=CLEAN_GOAL)
     parser.add_argument("--num-beams", type=int, help="beams to decode with (default: the run's evaluate.num_beams)")
     args = parser.parse_args()
-    try:
-        beams = args.num_beams or run_beams(args.run)
+    try:  # beams as the run's evaluate stage decoded (its lineage): the bias is chosen on those answers
+        model = decoder.load(args.run / "models/unleet", rerank=False, num_beams=args.num_beams)
     except UnleetError as error:
-        parser.error(f"{error} (or pass --num-beams)")
+        parser.error(str(error))
     rows = [json.loads(line) for line in (args.run / f"data/corrupted/{args.split}.jsonl").open(encoding="utf-8")]
     texts, targets = [row["input"] for row in rows], [row["target"] for row in rows]
-    model = decoder.load(args.run / "models/unleet", rerank=False)
-    generated = model.decode(texts, num_beams=beams, progress=True)
+    generated = model.decode(texts, progress=True)
     candidates = model.rivals(texts, generated)
     scores = model.likelihoods(texts, candidates, progress=True)
     intensities = [row["intensity"] for row in rows]
     table = sweep(candidates, scores, targets, intensities, tuple(args.biases), tuple(args.slang_biases))
     groups = list(next(iter(table.values())))
-    print(f"{args.split} split, {len(rows)} pairs, {beams} beam(s): accuracy %\n")
+    print(f"{args.split} split, {len(rows)} pairs, {model.num_beams} beam(s): accuracy %\n")
     print("| | " + " | ".join(groups) + " |")
     print("|---|" + "---:|" * len(groups))
     for row, figures in table.items():

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
-import pytest
 import torch
-
-from unleet import params
-from unleet.errors import UnleetError
 
 from .conftest import REPO_ROOT
 
@@ -39,11 +37,12 @@ def test_sweep_replays_choose_and_picks_the_smallest_bias_passing_clean_text() -
     assert copy_bias.choices({row: table[row] for row in ("copy", "copy_bias 0")}, 0.97) == (None, "copy_bias 0")
 
 
-def test_bias_is_chosen_on_answers_decoded_as_the_runs_evaluate_stage_does(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.chdir(REPO_ROOT)
-    params.compose(["evaluate.num_beams=4"], tmp_path / "params.yaml")
-    assert copy_bias.run_beams(tmp_path) == 4
-    with pytest.raises(UnleetError, match=r"nowhere/params\.yaml: not found"):
-        copy_bias.run_beams(tmp_path / "nowhere")
+def test_a_run_without_a_model_is_refused_by_path(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "benchmarks/copy_bias.py"), str(tmp_path / "nowhere")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "nowhere/models/unleet: no such model directory" in result.stderr

@@ -87,6 +87,7 @@ def test_all_stages_with_sentencepiece_and_lexicon_hint(workdir: Path, capsys: p
     assert f"| copy | {100 * copy_share:.1f} |" in sweep.stdout
     assert "| copy_bias 0 |" in sweep.stdout and "| copy_bias 1 |" in sweep.stdout
     assert "| copy_bias 1, slang_bias 4 |" in sweep.stdout
+    assert "2 beam(s)" in sweep.stdout  # as the run's evaluate stage decoded
     assert "best overall: copy_bias" in sweep.stdout
     tokenize = json.loads((workdir / "metrics/tokenize.json").read_text())
     corrupt = json.loads((workdir / "metrics/corrupt.json").read_text())
