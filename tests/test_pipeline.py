@@ -139,9 +139,10 @@ def test_unknown_params_key_exits_nonzero_naming_it(workdir: Path, capsys: pytes
         (["evaluate.rerank=true", "evaluate.copy_bias=-0.5"], "evaluate.copy_bias: -0.5 must be at least 0"),
         (["evaluate.slang_bias=2"], "evaluate.slang_bias: applies only when reranking"),
         (["evaluate.rerank=true", "evaluate.slang_bias=-1"], "evaluate.slang_bias: -1.0 must be at least 0"),
+        (["evaluate.num_beams=0"], "evaluate.num_beams: 0 must be at least 1"),
     ],
 )
-def test_evaluate_refuses_a_bias_it_cannot_use(
+def test_evaluate_refuses_a_setting_it_cannot_use(
     overrides: list[str], message: str, workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     params.compose(overrides)

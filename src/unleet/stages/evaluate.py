@@ -100,7 +100,7 @@ def decode(
     decoder: Decoder, texts: list[str], options: EvaluateParams, progress: bool = False
 ) -> tuple[list[str], list[str]]:
     """The model's own outputs, and its final ones: chosen among rivals with `rerank`, the same without."""
-    generated = decoder.decode(texts, options.batch_size, options.max_new_tokens, options.num_beams, progress=progress)
+    generated = decoder.decode(texts, options.batch_size, options.max_new_tokens, progress=progress)
     if not options.rerank:
         return generated, generated
     return generated, decoder.choose(texts, generated, options.batch_size, progress=progress)
@@ -112,7 +112,10 @@ def main(params: Params) -> None:
 
 
 def check(options: EvaluateParams) -> None:
-    """Copy and slang biases are reranking priors: refuse one that is negative or that nothing would use."""
+    """Refuse a beam count below one, and a reranking prior (copy or slang bias) that is negative or that
+    nothing would use, naming the key before any decoding starts."""
+    if options.num_beams < 1:
+        raise UnleetError(f"evaluate.num_beams: {options.num_beams} must be at least 1")
     if options.copy_bias < 0:
         raise UnleetError(f"evaluate.copy_bias: {options.copy_bias} must be at least 0 (nats per input word)")
     if options.copy_bias and not options.rerank:
@@ -131,7 +134,13 @@ def score(params: Params, tracker: tracking.Tracker) -> None:
     length, input_format = params.tokenizer.max_source_length, InputFormat.load(TRAINED)
     options = params.evaluate
     decoder = Decoder(  # not `rerank`: `decode` below reranks, keeping the model's own outputs for `reranked`
-        model, tokenizer, length, input_format, copy_bias=options.copy_bias, slang_bias=options.slang_bias
+        model,
+        tokenizer,
+        length,
+        input_format,
+        copy_bias=options.copy_bias,
+        slang_bias=options.slang_bias,
+        num_beams=options.num_beams,
     )
 
     inputs = [row["input"] for row in rows]
