@@ -57,6 +57,27 @@ def test_copy_head_mixes_the_vocabulary_with_the_source_tokens() -> None:
         assert copied[row][:, ~outside].sum(dim=-1).min() > 0.999
 
 
+def test_training_loss_at_the_labels_alone_equals_the_full_mixtures() -> None:
+    """Training computes the mixture at the labels only; its loss and gradients are those of the
+    cross-entropy on the whole mixture that evaluation and decoding read."""
+    tokenizer = ByT5Tokenizer()
+    model = copy_model(tokenizer)
+    torch.nn.init.normal_(model.copy_gate.weight, std=0.5)  # a gate that differs by position
+    batch = labelled(tokenizer, TEXTS, ["good game mate", "up"])
+    trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    mixture = model(**batch).logits
+    full = torch.nn.functional.nll_loss(mixture.flatten(0, 1), batch["labels"].flatten(), ignore_index=-100)
+    full_gradients = torch.autograd.grad(full, trainable, allow_unused=True)
+
+    trained = model.train()(**batch)
+    assert trained.logits is None
+    assert torch.allclose(trained.loss, full, atol=1e-6)
+    gradients = torch.autograd.grad(trained.loss, trainable, allow_unused=True)
+    for expected, got in zip(full_gradients, gradients, strict=True):
+        assert (expected is None) == (got is None)
+        assert expected is None or torch.allclose(got, expected, rtol=1e-4, atol=1e-6)
+
+
 def test_a_row_of_one_attended_pad_trains_without_nans() -> None:
     """The collator tops up a bucket with such rows; a fully masked copy attention turned them into NaNs."""
     tokenizer = ByT5Tokenizer()
