@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import ByT5Tokenizer, T5ForConditionalGeneration
+from transformers import ByT5Tokenizer, DynamicCache, T5ForConditionalGeneration
 
 import unleet
-from unleet.decoder import picks, rewrites_only_slang
+from unleet.decoder import BeamSharedCrossAttentionCache, Decoder, picks, rewrites_only_slang
 from unleet.inputs import DECODE_SLACK, InputFormat
 from unleet.lexicon import load_table
 from unleet.modeling import build_model
@@ -104,6 +104,39 @@ def test_beams_change_the_search(tmp_path: Path) -> None:
     result = subprocess.run(command, env=tool_environment(), capture_output=True, timeout=300)
     assert result.returncode == 0, result.stderr.decode()
     assert result.stdout.decode().splitlines() == [search(text, 4)]
+
+
+@pytest.mark.parametrize("copy", [False, True], ids=["t5", "pegasus-copy-head"])
+def test_beams_that_share_cross_attention_states_search_exactly_as_transformers_does(
+    copy: bool, model_dir: Path
+) -> None:
+    """Leaving the encoder's states in place when beams are reordered changes no beam and no score:
+    the inputs give different outputs, so a beam reading another input's states or another beam's
+    history would change them."""
+    tokenizer = ByT5Tokenizer()
+    if copy:
+        torch.manual_seed(0)
+        shape = {"d_model": 32, "d_ff": 64, "num_layers": 2, "num_decoder_layers": 2, "num_heads": 2}
+        params = ModelParams(preset="tiny", architecture="pegasus", dropout=0.0, copy=True, **shape)
+        model = build_model(params, tokenizer)
+    else:
+        model = T5ForConditionalGeneration.from_pretrained(model_dir).eval()
+    texts = ["gg wp", "idk tbh", "upauly13771377 c u l8r"]
+    batch = tokenizer(texts, return_tensors="pt", padding=True)
+    settings = {"max_new_tokens": 24, "num_beams": 4, "do_sample": False, "return_dict_in_generate": True}
+    config = model.config.get_text_config(decoder=True)
+    with torch.no_grad():
+        reference = model.generate(**batch, **settings, output_scores=True)
+        cache = BeamSharedCrossAttentionCache(DynamicCache(config=config), DynamicCache(config=config))
+        shared = model.generate(**batch, **settings, output_scores=True, cache=cache)
+    assert torch.equal(shared.sequences, reference.sequences)
+    assert torch.allclose(shared.sequences_scores, reference.sequences_scores)
+    assert len({tuple(row) for row in reference.sequences.tolist()}) == len(texts)
+
+    decoder = Decoder(model, tokenizer, 64, num_beams=4)
+    written = tokenizer.batch_decode(reference.sequences, skip_special_tokens=True)
+    expected = [" ".join(text.split()) for text in written]
+    assert decoder.decode(texts, max_new_tokens=24) == expected
 
 
 def test_a_model_that_never_stops_writes_in_proportion_to_its_input(tmp_path: Path) -> None:
