@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 
-from unleet import batching, checkpoints, io, modeling, tracking
+from unleet import batching, checkpoints, copying, io, modeling, tracking
 from unleet.errors import UnleetError
 from unleet.params import Params, TrainParams
 
@@ -286,7 +286,7 @@ def build_training(params: Params, data: TrainingData, accelerator: Accelerator)
 
 def code_digest() -> str:
     """The training code's hash: a checkpoint written by other code is not resumed."""
-    return checkpoints.code_digest(sys.modules[__name__], modeling, batching, checkpoints)
+    return checkpoints.code_digest(sys.modules[__name__], modeling, copying, batching, checkpoints)
 
 
 def batch_stream(
